@@ -1,0 +1,180 @@
+"""The ``portal`` command: serve, migrate, seed-key, demo, and configuration checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from portal.config import ConfigError, Settings, load_settings
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+_REDACTED = {"secret_key", "master_key"}
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        click.echo(f"portal: {exc}", err=True)
+        sys.exit(2)
+
+
+async def _with_session(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    from portal.db.engine import create_engine, create_session_factory
+
+    engine = create_engine(settings)
+    try:
+        async with create_session_factory(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _migrate(settings: Settings) -> None:
+    from portal.db.migrate import upgrade
+
+    if settings.database_dialect == "sqlite":
+        Path(settings.data_dir).expanduser().mkdir(parents=True, exist_ok=True)
+    upgrade(settings.async_database_url)
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    os.environ.update({"PORTAL_HOST": settings.host, "PORTAL_PORT": str(settings.port)})
+    uvicorn.run(
+        "portal.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@click.group()
+@click.version_option(package_name="portal")
+def main() -> None:
+    """portal: a self-hosted LLM gateway with an operator portal."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (PORTAL_HOST).")
+@click.option("--port", type=int, default=None, help="Port to listen on (PORTAL_PORT).")
+@click.option("--workers", type=int, default=None, help="Worker processes (PORTAL_WORKERS).")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the proxy, the admin API and the portal."""
+    settings = _settings(host=host, port=port, workers=workers)
+    if workers:
+        os.environ["PORTAL_WORKERS"] = str(workers)
+    _serve(settings)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations up to the latest version."""
+    settings = _settings()
+    _migrate(settings)
+    click.echo(f"database is at the latest schema ({settings.database_dialect})")
+
+
+@main.command("seed-key")
+@click.option("--key", "secret", default=None, help="Use this value instead of generating one (>= 8 chars).")
+@click.option("--alias", default="seeded admin key", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "viewer", "auditor"]),
+    default="admin",
+    show_default=True,
+    help="Role of the admin key.",
+)
+def seed_key(secret: str | None, alias: str, role: str) -> None:
+    """Create an admin API key and print it once; only its hash is stored."""
+    from portal import audit
+    from portal.db.models import AdminRole
+    from portal.errors import DomainError
+    from portal.keys.service import create_key
+
+    settings = _settings()
+
+    async def work(session: Any) -> str:
+        actor = audit.Actor(type="cli", label="portal seed-key")
+        new = await create_key(session, actor, alias=alias, role=AdminRole(role), secret=secret, source="cli")
+        return new.secret
+
+    try:
+        value = asyncio.run(_with_session(settings, work))
+    except DomainError as exc:
+        click.echo(f"portal: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(value)
+    click.echo(f"({role} key created; store it now: it is not shown again)", err=True)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option(
+    "--data-dir", default=None, help="Where the SQLite file and the demo secret live (default ./data)."
+)
+@click.option("--no-serve", is_flag=True, help="Prepare the database and demo data, then exit.")
+def demo(host: str, port: int, data_dir: str | None, no_serve: bool) -> None:
+    """Run a local trial: SQLite, a demo tenant and key, and an offline model."""
+    from portal.demo import DEMO_KEY, DEMO_MASTER_KEY, DEMO_MODEL, demo_secret_key, seed_demo
+
+    directory = Path(data_dir or os.environ.get("PORTAL_DATA_DIR", "./data")).expanduser().resolve()
+    env = {
+        "PORTAL_DEMO": "true",
+        "PORTAL_DATA_DIR": str(directory),
+        "PORTAL_SECRET_KEY": os.environ.get("PORTAL_SECRET_KEY") or demo_secret_key(directory),
+        "PORTAL_MASTER_KEY": os.environ.get("PORTAL_MASTER_KEY") or DEMO_MASTER_KEY,
+        "PORTAL_SECURE_COOKIES": "false",
+    }
+    os.environ.update(env)
+    settings = _settings(host=host, port=port)
+    _migrate(settings)
+    asyncio.run(_with_session(settings, seed_demo))
+    base = f"http://{host}:{port}"
+    click.echo(
+        f"""
+portal demo is ready ({settings.database_dialect} at {directory}).
+
+  demo key      {DEMO_KEY}
+  master key    {settings.master_key}
+  model         {DEMO_MODEL} (offline mock provider)
+
+  curl {base}/v1/chat/completions -H "Authorization: Bearer {DEMO_KEY}" \\
+    -H "Content-Type: application/json" \\
+    -d '{{"model": "{DEMO_MODEL}", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+"""
+    )
+    if not no_serve:
+        _serve(settings)
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("check")
+def config_check() -> None:
+    """Validate the settings and print the effective values (secrets redacted)."""
+    settings = _settings()
+    data = msgspec.to_builtins(settings)
+    for name in _REDACTED:
+        if data.get(name):
+            data[name] = "<redacted>"
+    click.echo(msgspec.json.format(msgspec.json.encode(data)).decode())

@@ -1,0 +1,268 @@
+"""Settings: environment variables (``PORTAL_*``) over an optional YAML file, validated at start-up.
+
+Precedence: environment variable > YAML file (``PORTAL_CONFIG``) > default. Every problem found is
+reported at once, in words a person can act on, as a :class:`ConfigError`; nothing is checked lazily
+at the first request. Unknown setting names (in the YAML file or as ``PORTAL_*`` variables) are errors,
+so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+__all__ = ["ConfigError", "DeploymentConfig", "ModelConfig", "Settings", "StaticKeyConfig", "load_settings"]
+
+ENV_PREFIX = "PORTAL_"
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mysql+asyncmy",
+    "mysql+asyncmy": "mysql+asyncmy",
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists every reason, one sentence each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class DeploymentConfig(_Strict, frozen=True):
+    """One upstream for a public model (LiteLLM ``model_list`` style)."""
+
+    provider: str
+    model: str
+    api_base: str | None = None
+    api_version: str | None = None
+    region: str | None = None
+    api_key: str | None = None
+    """A reference to the secret, never the secret: ``env:NAME`` or ``credential:NAME``."""
+    input_price_per_mtok: Decimal | None = None
+    output_price_per_mtok: Decimal | None = None
+    weight: int = 1
+    timeout_s: float = 600.0
+    max_retries: int = 2
+    tenant: str | None = None
+    """Slug of the tenant this deployment overrides the model for (e.g. a per-tenant inference profile)."""
+
+
+class ModelConfig(_Strict, frozen=True):
+    """A public model and its deployments, declared in the YAML file."""
+
+    name: str
+    deployments: list[DeploymentConfig]
+    mode: str = "chat"
+    description: str = ""
+    fallbacks: list[str] = []
+
+
+class StaticKeyLimits(_Strict, frozen=True):
+    req_per_min: int | None = None
+    tokens_per_min: int | None = None
+
+
+class StaticKeyConfig(_Strict, frozen=True):
+    """A key declared in the YAML file (the COO-LLM seed's ``api_keys:``)."""
+
+    key: str
+    allowed_providers: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    allowed_models: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    tenant: str | None = None
+    limits: StaticKeyLimits = msgspec.field(default_factory=StaticKeyLimits)
+
+
+class Settings(_Strict, frozen=True):
+    """The effective configuration of one portal process."""
+
+    data_dir: str = "./data"
+    database_url: str = ""
+    """Empty means a SQLite file ``portal.db`` in ``data_dir``."""
+    redis_url: str | None = None
+    secret_key: str | None = None
+    master_key: str | None = None
+    demo: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    admin_listen: str | None = None
+    log_level: str = "info"
+    secure_cookies: bool = True
+    key_cache_ttl_s: float = 30.0
+    db_pool_size: int = 10
+    models: list[ModelConfig] = []
+    api_keys: list[StaticKeyConfig] = []
+
+    @property
+    def async_database_url(self) -> str:
+        """The database URL with its async driver (``sqlite+aiosqlite``, ``postgresql+asyncpg``...)."""
+        return normalize_database_url(self.database_url or _default_sqlite_url(self.data_dir))
+
+    @property
+    def database_dialect(self) -> str:
+        """``sqlite``, ``postgresql`` or ``mysql``."""
+        return make_url(self.async_database_url).get_backend_name()
+
+
+_SCALAR_FIELDS: dict[str, str] = {
+    f.name: f.name for f in msgspec.structs.fields(Settings) if f.name not in {"models", "api_keys"}
+}
+_ALLOWED_EXTRA_ENV = {"CONFIG"}
+
+
+def _default_sqlite_url(data_dir: str) -> str:
+    return f"sqlite+aiosqlite:///{Path(data_dir).expanduser().resolve() / 'portal.db'}"
+
+
+def normalize_database_url(raw: str) -> str:
+    """Return ``raw`` with an async driver, or raise ``ValueError`` with a readable reason."""
+    try:
+        url: URL = make_url(raw)
+    except ArgumentError:
+        raise ValueError(
+            f"{raw!r} is not a database URL; expected for example "
+            "postgresql://user:password@host:5432/portal or sqlite:///data/portal.db"
+        ) from None
+    driver = _ASYNC_DRIVERS.get(url.drivername)
+    if driver is None:
+        supported = "sqlite, postgresql, mysql/mariadb"
+        raise ValueError(f"database {url.drivername!r} is not supported (supported: {supported})")
+    if driver != "sqlite+aiosqlite" and not url.host:
+        raise ValueError(f"the database URL {url.render_as_string()!r} names no host")
+    return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError([f"PORTAL_CONFIG points to {path!r}, which is not a readable file"])
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"the config file {path!r} is not valid YAML: {exc}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"the config file {path!r} must hold a mapping of setting names to values"])
+    return data
+
+
+def _env_values(environ: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    known = [f"{ENV_PREFIX}{n.upper()}" for n in _SCALAR_FIELDS]
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        field = name[len(ENV_PREFIX) :].lower()
+        if field.upper() in _ALLOWED_EXTRA_ENV:
+            continue
+        if field not in _SCALAR_FIELDS:
+            problems.append(f"unknown setting {name}{_suggest(name, known)}")
+            continue
+        values[field] = value
+    return values
+
+
+def _convert(data: dict[str, Any], problems: list[str]) -> Settings | None:
+    try:
+        return msgspec.convert(data, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        if "unknown field" in message:
+            field = message.split("`")[1] if "`" in message else message
+            fields = [f.name for f in msgspec.structs.fields(Settings)]
+            problems.append(f"unknown setting {field!r}{_suggest(field, fields)} ({message})")
+        else:
+            path = message.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in message else ""
+            field = path.split(".")[0].split("[")[0]
+            where = f"PORTAL_{field.upper()} ({path})" if field in _SCALAR_FIELDS else (path or "settings")
+            problems.append(f"{where}: {message.split(' - at ')[0]}")
+        return None
+
+
+def _validate(settings: Settings, problems: list[str]) -> None:
+    try:
+        normalize_database_url(settings.database_url or _default_sqlite_url(settings.data_dir))
+    except ValueError as exc:
+        problems.append(f"PORTAL_DATABASE_URL: {exc}")
+    if settings.redis_url is not None and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        problems.append(
+            f"PORTAL_REDIS_URL: {settings.redis_url!r} is not a Redis URL; expected redis://host:6379/0"
+        )
+    if not settings.demo:
+        if not settings.secret_key:
+            problems.append(
+                "PORTAL_SECRET_KEY is not set; it signs sessions and encrypts provider credentials. "
+                'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))" '
+                "(or run `portal demo` for a local trial)"
+            )
+        elif len(settings.secret_key) < 32:
+            problems.append("PORTAL_SECRET_KEY is too short: use at least 32 random characters")
+    if settings.master_key is not None and len(settings.master_key) < 16:
+        problems.append("PORTAL_MASTER_KEY is too short: use at least 16 random characters")
+    if not 1 <= settings.port <= 65535:
+        problems.append(f"PORTAL_PORT must be between 1 and 65535, not {settings.port}")
+    if settings.workers < 1:
+        problems.append("PORTAL_WORKERS must be at least 1")
+    if settings.log_level.lower() not in {"debug", "info", "warning", "error", "critical"}:
+        problems.append(f"PORTAL_LOG_LEVEL {settings.log_level!r} is not one of debug, info, warning, error")
+    names = [m.name for m in settings.models]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        problems.append(f"models: the model name(s) {', '.join(duplicated)} are declared more than once")
+    for model in settings.models:
+        if not model.deployments:
+            problems.append(f"models: {model.name!r} has no deployments")
+        for dep in model.deployments:
+            if dep.api_key and not dep.api_key.startswith(("env:", "credential:")):
+                problems.append(
+                    f"models: {model.name!r}: api_key must be a reference (env:NAME or credential:NAME), "
+                    "never the secret itself"
+                )
+            if dep.weight < 0:
+                problems.append(f"models: {model.name!r}: weight must not be negative")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read, merge and validate the settings; raise :class:`ConfigError` listing every problem."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    data: dict[str, Any] = {}
+    config_path = env.get(f"{ENV_PREFIX}CONFIG")
+    if config_path:
+        data.update(_read_yaml(config_path))
+    data.update(_env_values(env, problems))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    settings = _convert(data, problems)
+    if settings is not None:
+        _validate(settings, problems)
+    if problems:
+        raise ConfigError(problems)
+    assert settings is not None
+    return settings

@@ -1,0 +1,1 @@
+"""Database layer: declarative base, portable types, engine and session factory, all tables."""

@@ -1,0 +1,88 @@
+"""Alembic glue: apply migrations, and tell whether a database is at head (for ``/readyz``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Column
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from portal.paths import MIGRATIONS_DIR
+
+__all__ = ["alembic_config", "compare_type", "current_revisions", "head_revisions", "upgrade"]
+
+
+def _sqlite_affinity(declared: str) -> str:
+    """SQLite's type affinity for a declared column type (https://sqlite.org/datatype3.html 3.1)."""
+    name = declared.upper()
+    if "INT" in name:
+        return "INTEGER"
+    if any(word in name for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in name or not name:
+        return "BLOB"
+    if any(word in name for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def compare_type(
+    context: MigrationContext,
+    inspected_column: Column[Any],
+    metadata_column: Column[Any],
+    inspected_type: TypeEngine[Any],
+    metadata_type: TypeEngine[Any],
+) -> bool | None:
+    """Alembic ``compare_type`` hook: compare portable types by what the database really stores.
+
+    SQLite reflects any declared type by its affinity, so a column is unchanged when both affinities
+    agree; elsewhere Alembic's own comparison of the dialect-level type is used.
+    """
+    dialect = context.dialect
+    if dialect.name != "sqlite":
+        return None
+    impl = metadata_type.dialect_impl(dialect)
+    if isinstance(impl, TypeDecorator):
+        impl = impl.load_dialect_impl(dialect)
+    declared = impl.compile(dialect=dialect)
+    return _sqlite_affinity(declared) != _sqlite_affinity(inspected_type.compile(dialect=dialect))
+
+
+def alembic_config(database_url: str) -> Config:
+    """An Alembic config for ``migrations/`` and the given (async) database URL."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Apply migrations up to ``revision`` (blocking; runs its own event loop inside env.py)."""
+    command.upgrade(alembic_config(database_url), revision)
+
+
+async def upgrade_async(database_url: str, revision: str = "head") -> None:
+    """:func:`upgrade` from async code, in a worker thread."""
+    await asyncio.to_thread(upgrade, database_url, revision)
+
+
+def head_revisions() -> set[str]:
+    """The head revision ids of ``migrations/``."""
+    return set(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
+
+
+def _current(connection: Connection) -> set[str]:
+    return set(MigrationContext.configure(connection).get_current_heads())
+
+
+async def current_revisions(engine: AsyncEngine) -> set[str]:
+    """The revision ids the database is at."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)

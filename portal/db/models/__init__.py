@@ -1,0 +1,40 @@
+"""Every table of portal, one module per aggregate; importing this package registers them all."""
+
+from portal.db.models.audit import AuditEvent
+from portal.db.models.budgets import Budget, BudgetKind, BudgetPeriodAlignment, SubjectType
+from portal.db.models.cache import CompletionCacheEntry
+from portal.db.models.catalog import Credential, Deployment, Model, Provider
+from portal.db.models.grants import Grant
+from portal.db.models.keys import AdminRole, ApiKey, KeyStatus
+from portal.db.models.requests import RequestLog, SpendDaily
+from portal.db.models.sessions import WebSession
+from portal.db.models.tenants import Tenant, TenantStatus
+from portal.db.models.users import Membership, MembershipRole, User, UserIdentity, UserRole, UserStatus
+
+__all__ = [
+    "AdminRole",
+    "ApiKey",
+    "AuditEvent",
+    "Budget",
+    "BudgetKind",
+    "BudgetPeriodAlignment",
+    "CompletionCacheEntry",
+    "Credential",
+    "Deployment",
+    "Grant",
+    "KeyStatus",
+    "Membership",
+    "MembershipRole",
+    "Model",
+    "Provider",
+    "RequestLog",
+    "SpendDaily",
+    "SubjectType",
+    "Tenant",
+    "TenantStatus",
+    "User",
+    "UserIdentity",
+    "UserRole",
+    "UserStatus",
+    "WebSession",
+]

@@ -1,0 +1,1 @@
+"""Grants: the one place that answers "may this principal use this model?"."""

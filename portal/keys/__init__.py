@@ -1,0 +1,1 @@
+"""Keys: virtual and admin API keys - generation, hashing, lookup and their service rules."""

@@ -1,0 +1,1 @@
+"""Tenants: creation, lookup, suspension, and their members."""

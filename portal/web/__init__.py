@@ -1,0 +1,1 @@
+"""Web layer shared by the portal pages: landing page, layout helpers."""

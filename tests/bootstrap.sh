@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Prepares a fresh machine for the test suite; idempotent, quick when everything is already there.
+# Installs uv and the locked Python dependencies, and makes sure the real PostgreSQL and Redis that
+# the tests talk to are running on 127.0.0.1 (see ../shared/design/TESTING.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! python3 -m uv --version >/dev/null 2>&1; then
+  python3 -m pip install --quiet uv
+fi
+python3 -m uv sync --locked --quiet
+
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  echo "bootstrap: starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+fi
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  echo "bootstrap: starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+fi
+for _ in $(seq 1 50); do
+  pg_isready -h 127.0.0.1 -p 5432 -q && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && exit 0
+  sleep 0.2
+done
+echo "bootstrap: PostgreSQL or Redis did not come up on 127.0.0.1" >&2
+exit 1
