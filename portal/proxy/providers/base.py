@@ -116,11 +116,15 @@ class ProviderAdapter(Protocol):
         """Non-streaming ``/v1/chat/completions``."""
         ...
 
-    async def stream_chat(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ProviderStream:
+    async def stream_chat(
+        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
+    ) -> ProviderStream:
         """Streaming ``/v1/chat/completions``; raises :class:`UpstreamError` before any byte on failure."""
         ...
 
-    async def completions(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def completions(
+        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
+    ) -> ChatResult:
         """Legacy ``/v1/completions`` (non-streaming)."""
         ...
 
