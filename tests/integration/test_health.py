@@ -1,5 +1,4 @@
-"""``/healthz`` and ``/readyz``: one JSON entry per check; 503 when a dependency or the schema is not ready.
-"""
+"""``/healthz`` and ``/readyz``: one JSON entry per check; 503 unless dependencies and schema are ready."""
 
 from __future__ import annotations
 
