@@ -22,6 +22,8 @@ from portal.config import Settings, load_settings
 from portal.db.engine import create_engine, create_session_factory
 from portal.db.migrate import upgrade
 
+pytest_plugins = ["tests.fakes.fixtures"]
+
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnop"

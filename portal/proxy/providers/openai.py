@@ -1,0 +1,186 @@
+"""OpenAI-compatible upstreams (OpenAI, Azure OpenAI, vLLM, Ollama, any base URL): near-passthrough.
+
+The client's body goes upstream as is except for ``model`` (and streaming's ``stream_options``);
+answers are passed through byte for byte while usage is read with minimal msgspec decodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+
+from portal.proxy.providers.base import ChatResult, ProviderStream, Target, UpstreamError, Usage
+from portal.proxy.providers.sse import DONE, frame, iter_sse, new_stream
+from portal.proxy.providers.transport import open_stream, post, transport_error
+
+__all__ = ["AZURE_API_VERSION", "OpenAIAdapter"]
+
+AZURE_API_VERSION = "2024-10-21"
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class _Envelope(msgspec.Struct):
+    usage: _Usage | None = None
+
+
+class _Function(msgspec.Struct):
+    arguments: str | None = None
+
+
+class _ToolCall(msgspec.Struct):
+    function: _Function | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+    text: str | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+
+
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+_encode = msgspec.json.encode
+
+
+def _usage(usage: _Usage) -> Usage:
+    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
+
+
+def _chunk_chars(chunk: _Chunk) -> int:
+    chars = 0
+    for choice in chunk.choices or ():
+        delta = choice.delta
+        if delta is None:
+            if choice.text:
+                chars += len(choice.text)
+            continue
+        if delta.content:
+            chars += len(delta.content)
+        if delta.reasoning_content:
+            chars += len(delta.reasoning_content)
+        if delta.tool_calls:
+            for call in delta.tool_calls:
+                if call.function is not None and call.function.arguments:
+                    chars += len(call.function.arguments)
+    return chars
+
+
+async def _relay(
+    response: httpx.Response, stream: ProviderStream, client_wants_usage: bool
+) -> AsyncIterator[bytes]:
+    try:
+        async for _event, data in iter_sse(response.aiter_bytes()):
+            if data == b"[DONE]":
+                break
+            try:
+                chunk = _decode_chunk(data)
+            except msgspec.DecodeError:
+                yield frame(data)
+                continue
+            if chunk.usage is not None:
+                stream.usage = _usage(chunk.usage)
+                if not chunk.choices and not client_wants_usage:
+                    continue
+            stream.delivered_chars += _chunk_chars(chunk)
+            yield frame(data)
+    except httpx.HTTPError as exc:
+        raise transport_error(exc) from None
+    finally:
+        await response.aclose()
+    yield DONE
+
+
+class OpenAIAdapter:
+    """One adapter per flavour; ``azure`` switches URL layout and the auth header."""
+
+    def __init__(self, name: str, default_api_base: str | None, *, azure: bool = False) -> None:
+        self.name = name
+        self._default_api_base = default_api_base
+        self._azure = azure
+
+    def _endpoint(self, target: Target, operation: str) -> tuple[str, dict[str, str]]:
+        base = (target.api_base or self._default_api_base or "").rstrip("/")
+        if not base:
+            raise UpstreamError(
+                500, f"deployment for provider {self.name} has no api_base", error_type="config_error"
+            )
+        headers = {"Content-Type": "application/json"}
+        if self._azure:
+            if base.endswith("/openai/v1"):
+                url = f"{base}/{operation}"
+            else:
+                version = target.api_version or AZURE_API_VERSION
+                url = f"{base}/openai/deployments/{target.upstream_model}/{operation}?api-version={version}"
+            if target.api_key:
+                headers["api-key"] = target.api_key
+        else:
+            if self.name == "ollama" and not base.endswith("/v1"):
+                base += "/v1"
+            url = f"{base}/{operation}"
+            if target.api_key:
+                headers["Authorization"] = "Bearer " + target.api_key
+        for name, value in target.extra_headers:
+            headers[name] = value
+        return url, headers
+
+    async def _call(
+        self, client: httpx.AsyncClient, target: Target, operation: str, body: dict[str, Any]
+    ) -> ChatResult:
+        payload = dict(body)
+        payload["model"] = target.upstream_model
+        if "stream" in payload:
+            payload["stream"] = False
+        payload.pop("stream_options", None)
+        url, headers = self._endpoint(target, operation)
+        response = await post(client, target, url, headers, _encode(payload))
+        content = response.content
+        try:
+            envelope = _decode_envelope(content)
+        except msgspec.DecodeError:
+            raise UpstreamError(502, "upstream returned invalid JSON", retryable=True) from None
+        return ChatResult(content, _usage(envelope.usage) if envelope.usage is not None else None)
+
+    async def chat(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+        return await self._call(client, target, "chat/completions", body)
+
+    async def completions(
+        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
+    ) -> ChatResult:
+        return await self._call(client, target, "completions", body)
+
+    async def embeddings(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+        return await self._call(client, target, "embeddings", body)
+
+    async def stream_chat(
+        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
+    ) -> ProviderStream:
+        payload = dict(body)
+        payload["model"] = target.upstream_model
+        payload["stream"] = True
+        options = body.get("stream_options")
+        if isinstance(options, dict):
+            client_wants_usage = bool(options.get("include_usage"))
+            payload["stream_options"] = {**options, "include_usage": True}
+        else:
+            client_wants_usage = False
+            payload["stream_options"] = {"include_usage": True}
+        url, headers = self._endpoint(target, "chat/completions")
+        response = await open_stream(client, target, url, headers, _encode(payload))
+        return new_stream(lambda stream: _relay(response, stream, client_wants_usage), response.aclose)

@@ -1,0 +1,1 @@
+"""Tests of the upstream provider adapters against the fake upstreams."""
