@@ -731,7 +731,7 @@ class Bench:
         for fmt, suffix in (("flamegraph", "svg"), ("speedscope", "speedscope.json")):
             out = RESULTS_DIR / f"{stamp}-profile-plain.{suffix}"
             cmd = ["taskset", "-c", str(self.args.load_cpu), *base, "record", "--pid", str(pid)]
-            cmd += ["--duration", str(round(self.args.duration) + 1), "--rate", "200", "--format", fmt]
+            cmd += ["--duration", str(round(self.args.duration) + 1), "--rate", "100", "--format", fmt]
             cmd += ["--output", str(out)]
             spy = self.procs.start(cmd, log=self.workdir / "py-spy.log")
             time.sleep(0.5)

@@ -20,6 +20,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -145,97 +146,24 @@ def _upstream_failure(failure: RouteFailure) -> ProxyError:
     return ProxyError(status, error.message, error.error_type or "upstream_error", headers=headers)
 
 
-class ProxyApp:
-    """ASGI app serving ``/v1``; ``gateway_of`` gives the running :class:`Gateway` (set at start-up)."""
+@dataclass(slots=True)
+class _Call:
+    """One request in flight: who asked, how to answer, and the record being filled in."""
 
-    def __init__(self, gateway_of: Callable[[], Gateway]) -> None:
-        self._gateway_of = gateway_of
-        self._routes: dict[tuple[str, str], Callable[..., Awaitable[None]]] = {
-            ("POST", "/chat/completions"): self._chat,
-            ("POST", "/completions"): self._completions,
-            ("POST", "/embeddings"): self._embeddings,
-            ("GET", "/models"): self._models,
-        }
+    gateway: Gateway
+    principal: Principal
+    receive: Receive
+    send: Send
+    record: CallRecord
+    headers: list[tuple[bytes, bytes]]
+    started: float
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        path: str = scope["path"]
-        if path.startswith("/v1/"):
-            path = path[3:]
-        path = path.rstrip("/") or "/"
-        handler = self._routes.get((scope["method"], path))
-        key, rid, client_ip = _headers(scope)
-        request_id = rid or uuid.uuid4().hex
-        extra = [(b"x-request-id", request_id.encode())]
-        if handler is None:
-            known = {p for _, p in self._routes}
-            status, message = (
-                (405, "method not allowed") if path in known else (404, f"unknown endpoint /v1{path}")
-            )
-            await _send_json(send, status, error_body(message, "invalid_request_error"), extra)
-            return
-        gateway = self._gateway_of()
-        record = CallRecord(request_id=request_id, created_at=utcnow(), status_code=200, client_ip=client_ip)
-        started = time.perf_counter()
-        try:
-            principal = await self._authenticate(gateway, key, record)
-            await handler(gateway, principal, scope, receive, send, record, extra, started)
-        except ProxyError as refusal:
-            record.status_code = refusal.status
-            record.error_type = refusal.error_type
-            record.error_message = refusal.message
-            body = error_body(refusal.message, refusal.error_type, refusal.code, refusal.param)
-            await _send_json(send, refusal.status, body, [*extra, *refusal.headers])
-        except _ClientGone:
-            record.status_code = 499
-            record.error_type = "client_disconnected"
-        except Exception:
-            log.exception("proxy: unexpected error (request %s)", request_id)
-            record.status_code = 500
-            record.error_type = "internal_error"
-            body = error_body(f"internal error; request id {request_id}", "internal_error")
-            with contextlib.suppress(Exception):
-                await _send_json(send, 500, body, extra)
-        if record.latency_ms == 0.0:
-            record.latency_ms = (time.perf_counter() - started) * 1000
-        gateway.writer.submit(record)
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
 
-    async def _authenticate(self, gateway: Gateway, key: str | None, record: CallRecord) -> Principal:
-        if not key:
-            raise ProxyError(401, _INVALID_KEY, "invalid_request_error", "invalid_api_key")
-        try:
-            principal = await gateway.keys.lookup(key)
-        except KeyLookupUnavailable:
-            raise ProxyError(
-                503,
-                "the gateway cannot check keys right now (database unavailable); retry shortly",
-                "service_unavailable",
-            ) from None
-        if principal is None or not principal.usable(time.time()):
-            if principal is not None:
-                self._attribute(record, principal)
-            raise ProxyError(401, _INVALID_KEY, "invalid_request_error", "invalid_api_key")
-        self._attribute(record, principal)
-        if not principal.tenant_active:
-            raise ProxyError(
-                403, f"tenant {principal.tenant_slug!r} is suspended", "permission_error", "tenant_suspended"
-            )
-        if not principal.user_active:
-            raise ProxyError(403, "the key's user is disabled", "permission_error", "user_disabled")
-        return principal
-
-    @staticmethod
-    def _attribute(record: CallRecord, principal: Principal) -> None:
-        record.api_key_id = principal.key_id
-        record.key_prefix = principal.key_prefix
-        record.tenant_id = principal.tenant_id
-        record.user_id = principal.user_id
-
-    @staticmethod
-    async def _body(gateway: Gateway, receive: Receive, require: tuple[str, ...]) -> dict[str, Any]:
+    async def body(self, require: tuple[str, ...]) -> dict[str, Any]:
         """Read and check the JSON body; client-supplied routing fields are dropped."""
-        raw = await _read_body(receive, gateway.settings.max_request_bytes)
+        raw = await _read_body(self.receive, self.gateway.settings.max_request_bytes)
         try:
             body = _decode.decode(raw)
         except msgspec.DecodeError:
@@ -253,151 +181,136 @@ class ProxyApp:
             )
         for name in _CLIENT_ROUTING_FIELDS:
             body.pop(name, None)
+        self.record.model = body["model"]
         return body
 
-    @staticmethod
-    def _resolve_errors(exc: Exception, model: str) -> ProxyError:
-        if isinstance(exc, ModelNotFound):
-            return ProxyError(
-                404,
-                f"The model '{model}' does not exist",
-                "invalid_request_error",
-                "model_not_found",
-                param="model",
-            )
-        if isinstance(exc, ModelDenied):
-            return ProxyError(
-                403,
-                f"This key is not allowed to use the model '{model}' (denied by its {exc.level} grants)",
-                "permission_error",
-                "model_not_allowed",
-                param="model",
-            )
-        if isinstance(exc, NoDeployment):
-            return ProxyError(
-                503,
-                f"the model '{model}' has no deployment that can be called right now",
-                "service_unavailable",
-            )
-        assert isinstance(exc, RouteFailure)
-        return _upstream_failure(exc)
-
-    async def _call(
-        self,
-        gateway: Gateway,
-        principal: Principal,
-        model: str,
-        record: CallRecord,
-        invoke: Callable[[ProviderAdapter, httpx.AsyncClient, DeploymentInfo], Awaitable[Any]],
+    async def route(
+        self, invoke: Callable[[ProviderAdapter, httpx.AsyncClient, DeploymentInfo], Awaitable[Any]]
     ) -> tuple[Any, DeploymentInfo]:
+        """Call the upstream through the router; refusals and failures become :class:`ProxyError`."""
+        model = self.record.model or ""
         try:
-            outcome = await gateway.router.call(gateway.catalog, principal, model, invoke)
-        except (ModelNotFound, ModelDenied, NoDeployment, RouteFailure) as exc:
-            if isinstance(exc, RouteFailure):
-                self._deployment(record, exc.deployment)
-                record.attempts = exc.attempts
-            raise self._resolve_errors(exc, model) from None
-        self._deployment(record, outcome.deployment)
-        record.attempts = outcome.attempts
+            outcome = await self.gateway.router.call(self.gateway.catalog, self.principal, model, invoke)
+        except RouteFailure as failure:
+            self._deployment(failure.deployment)
+            self.record.attempts = failure.attempts
+            raise _upstream_failure(failure) from None
+        except (ModelNotFound, ModelDenied, NoDeployment) as exc:
+            raise _refusal(exc, model) from None
+        self._deployment(outcome.deployment)
+        self.record.attempts = outcome.attempts
         return outcome.result, outcome.deployment
 
-    @staticmethod
-    def _deployment(record: CallRecord, deployment: DeploymentInfo) -> None:
-        record.provider = deployment.provider
-        record.upstream_model = deployment.target.upstream_model
+    def _deployment(self, deployment: DeploymentInfo) -> None:
+        self.record.provider = deployment.provider
+        self.record.upstream_model = deployment.target.upstream_model
         try:
-            record.deployment_id = uuid.UUID(deployment.id)
+            self.record.deployment_id = uuid.UUID(deployment.id)
         except ValueError:
-            record.deployment_id = None
+            self.record.deployment_id = None
 
-    @staticmethod
-    def _bill(record: CallRecord, deployment: DeploymentInfo, usage: Usage) -> Decimal:
-        record.prompt_tokens = usage.prompt_tokens
-        record.completion_tokens = usage.completion_tokens
-        record.estimated = usage.estimated
-        record.cost = deployment.cost(usage)
-        return record.cost
+    def bill(self, deployment: DeploymentInfo, usage: Usage) -> Decimal:
+        """Record ``usage`` and its exact cost at the deployment's prices."""
+        self.record.prompt_tokens = usage.prompt_tokens
+        self.record.completion_tokens = usage.completion_tokens
+        self.record.estimated = usage.estimated
+        self.record.cost = deployment.cost(usage)
+        self.record.latency_ms = self.elapsed_ms()
+        return self.record.cost
 
-    async def _plain(
-        self,
-        gateway: Gateway,
-        principal: Principal,
-        body: dict[str, Any],
-        send: Send,
-        record: CallRecord,
-        extra: list[tuple[bytes, bytes]],
-        started: float,
-        endpoint: str,
-        method: Callable[[ProviderAdapter], Callable[..., Awaitable[ChatResult]]],
-    ) -> None:
-        record.endpoint = endpoint
-        model = record.model = body["model"]
-        cache_key = None
-        if principal.cache_enabled:
-            try:
-                gateway.router.resolve(gateway.catalog, principal, model)
-            except (ModelNotFound, ModelDenied) as exc:
-                raise self._resolve_errors(exc, model) from None
-            scope = str(principal.tenant_id or principal.key_id)
-            cache_key = gateway.cache.key(f"{endpoint}:{scope}", body)
-            cached = await gateway.cache.get(cache_key)
-            if cached is not None:
-                record.cached = True
-                record.latency_ms = (time.perf_counter() - started) * 1000
-                await _send_json(
-                    send, 200, cached, [*extra, (b"x-portal-cache", b"hit"), (b"x-portal-cost", b"0")]
-                )
-                return
-        result, deployment = await self._call(
-            gateway, principal, model, record, lambda a, c, d: method(a)(c, d.target, body)
+
+def _refusal(exc: Exception, model: str) -> ProxyError:
+    if isinstance(exc, ModelNotFound):
+        return ProxyError(
+            404,
+            f"The model '{model}' does not exist",
+            "invalid_request_error",
+            "model_not_found",
+            param="model",
         )
-        usage = result.usage
-        if usage is None:
-            usage = Usage(
-                prompt_tokens=estimate_prompt_tokens(body),
-                completion_tokens=math.ceil(_completion_chars(result.body) / 4),
-                estimated=True,
-            )
-        cost = self._bill(record, deployment, usage)
-        record.latency_ms = (time.perf_counter() - started) * 1000
-        headers = [*extra, (b"x-portal-cost", str(cost).encode())]
-        if cache_key is not None:
-            headers.append((b"x-portal-cache", b"miss"))
-        await _send_json(send, 200, result.body, headers)
-        if cache_key is not None:
-            gateway.cache.put(cache_key, model, result.body)
+    if isinstance(exc, ModelDenied):
+        return ProxyError(
+            403,
+            f"This key is not allowed to use the model '{model}' (denied by its {exc.level} grants)",
+            "permission_error",
+            "model_not_allowed",
+            param="model",
+        )
+    return ProxyError(
+        503, f"the model '{model}' has no deployment that can be called right now", "service_unavailable"
+    )
 
-    async def _chat(
-        self,
-        gateway: Gateway,
-        principal: Principal,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        record: CallRecord,
-        extra: list[tuple[bytes, bytes]],
-        started: float,
-    ) -> None:
-        body = await self._body(gateway, receive, ("model", "messages"))
+
+Method = Callable[
+    [ProviderAdapter], Callable[[httpx.AsyncClient, Any, dict[str, Any]], Awaitable[ChatResult]]
+]
+
+
+class ProxyApp:
+    """ASGI app serving ``/v1``; ``gateway_of`` gives the running :class:`Gateway` (set at start-up)."""
+
+    def __init__(self, gateway_of: Callable[[], Gateway]) -> None:
+        self._gateway_of = gateway_of
+        self._routes: dict[tuple[str, str], Callable[[_Call], Awaitable[None]]] = {
+            ("POST", "/chat/completions"): self._chat,
+            ("POST", "/completions"): self._completions,
+            ("POST", "/embeddings"): self._embeddings,
+            ("GET", "/models"): self._models,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if path.startswith("/v1/"):
+            path = path[3:]
+        path = path.rstrip("/") or "/"
+        handler = self._routes.get((scope["method"], path))
+        key, rid, client_ip = _headers(scope)
+        request_id = rid or uuid.uuid4().hex
+        headers = [(b"x-request-id", request_id.encode())]
+        if handler is None:
+            known = {p for _, p in self._routes}
+            status, message = (
+                (405, "method not allowed") if path in known else (404, f"unknown endpoint /v1{path}")
+            )
+            await _send_json(send, status, error_body(message, "invalid_request_error"), headers)
+            return
+        gateway = self._gateway_of()
+        record = CallRecord(request_id=request_id, created_at=utcnow(), status_code=200, client_ip=client_ip)
+        started = time.perf_counter()
+        try:
+            principal = await _authenticate(gateway, key, record)
+            await handler(_Call(gateway, principal, receive, send, record, headers, started))
+        except ProxyError as refusal:
+            record.status_code = refusal.status
+            record.error_type = refusal.error_type
+            record.error_message = refusal.message
+            body = error_body(refusal.message, refusal.error_type, refusal.code, refusal.param)
+            await _send_json(send, refusal.status, body, [*headers, *refusal.headers])
+        except _ClientGone:
+            record.status_code = 499
+            record.error_type = "client_disconnected"
+        except Exception:
+            log.exception("proxy: unexpected error (request %s)", request_id)
+            record.status_code = 500
+            record.error_type = "internal_error"
+            body = error_body(f"internal error; request id {request_id}", "internal_error")
+            with contextlib.suppress(Exception):
+                await _send_json(send, 500, body, headers)
+        if record.latency_ms == 0.0:
+            record.latency_ms = (time.perf_counter() - started) * 1000
+        gateway.writer.submit(record)
+
+    async def _chat(self, call: _Call) -> None:
+        body = await call.body(("model", "messages"))
         if body.get("stream") is True:
-            await self._stream(gateway, principal, body, receive, send, record, extra, started)
+            await _stream(call, body)
         else:
-            await self._plain(
-                gateway, principal, body, send, record, extra, started, "chat.completions", lambda a: a.chat
-            )
+            await _plain(call, body, "chat.completions", lambda a: a.chat)
 
-    async def _completions(
-        self,
-        gateway: Gateway,
-        principal: Principal,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        record: CallRecord,
-        extra: list[tuple[bytes, bytes]],
-        started: float,
-    ) -> None:
-        body = await self._body(gateway, receive, ("model", "prompt"))
+    async def _completions(self, call: _Call) -> None:
+        body = await call.body(("model", "prompt"))
         if body.get("stream") is True:
             raise ProxyError(
                 400,
@@ -405,92 +318,116 @@ class ProxyApp:
                 "invalid_request_error",
                 param="stream",
             )
-        await self._plain(
-            gateway, principal, body, send, record, extra, started, "completions", lambda a: a.completions
-        )
+        await _plain(call, body, "completions", lambda a: a.completions)
 
-    async def _embeddings(
-        self,
-        gateway: Gateway,
-        principal: Principal,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        record: CallRecord,
-        extra: list[tuple[bytes, bytes]],
-        started: float,
-    ) -> None:
-        body = await self._body(gateway, receive, ("model", "input"))
-        await self._plain(
-            gateway, principal, body, send, record, extra, started, "embeddings", lambda a: a.embeddings
-        )
+    async def _embeddings(self, call: _Call) -> None:
+        await _plain(call, await call.body(("model", "input")), "embeddings", lambda a: a.embeddings)
 
-    async def _models(
-        self,
-        gateway: Gateway,
-        principal: Principal,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        record: CallRecord,
-        extra: list[tuple[bytes, bytes]],
-        started: float,
-    ) -> None:
-        record.endpoint = "models"
+    async def _models(self, call: _Call) -> None:
+        call.record.endpoint = "models"
+        principal = call.principal
         data = []
-        for name, entry in sorted(gateway.catalog.models.items()):
+        for name, entry in sorted(call.gateway.catalog.models.items()):
             providers = entry.providers_for(principal.tenant_id)
             if providers and principal.access.allows_any(name, providers):
                 data.append({"id": name, "object": "model", "created": entry.created, "owned_by": "portal"})
-        await _send_json(send, 200, msgspec.json.encode({"object": "list", "data": data}), extra)
+        await _send_json(call.send, 200, msgspec.json.encode({"object": "list", "data": data}), call.headers)
 
-    async def _stream(
-        self,
-        gateway: Gateway,
-        principal: Principal,
-        body: dict[str, Any],
-        client_receive: Receive,
-        send: Send,
-        record: CallRecord,
-        extra: list[tuple[bytes, bytes]],
-        started: float,
-    ) -> None:
-        record.endpoint = "chat.completions"
-        record.stream = True
-        model = record.model = body["model"]
-        stream, deployment = await self._call(
-            gateway, principal, model, record, lambda a, c, d: a.stream_chat(c, d.target, body)
+
+def _attribute(record: CallRecord, principal: Principal) -> None:
+    record.api_key_id = principal.key_id
+    record.key_prefix = principal.key_prefix
+    record.tenant_id = principal.tenant_id
+    record.user_id = principal.user_id
+
+
+async def _authenticate(gateway: Gateway, key: str | None, record: CallRecord) -> Principal:
+    if not key:
+        raise ProxyError(401, _INVALID_KEY, "invalid_request_error", "invalid_api_key")
+    try:
+        principal = await gateway.keys.lookup(key)
+    except KeyLookupUnavailable:
+        raise ProxyError(
+            503,
+            "the gateway cannot check keys right now (database unavailable); retry shortly",
+            "service_unavailable",
+        ) from None
+    if principal is None or not principal.usable(time.time()):
+        if principal is not None:
+            _attribute(record, principal)
+        raise ProxyError(401, _INVALID_KEY, "invalid_request_error", "invalid_api_key")
+    _attribute(record, principal)
+    if not principal.tenant_active:
+        raise ProxyError(
+            403, f"tenant {principal.tenant_slug!r} is suspended", "permission_error", "tenant_suspended"
         )
-        assert isinstance(stream, ProviderStream)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream"),
-                    (b"cache-control", b"no-cache"),
-                    (b"x-accel-buffering", b"no"),
-                    *extra,
-                ],
-            }
+    if not principal.user_active:
+        raise ProxyError(403, "the key's user is disabled", "permission_error", "user_disabled")
+    return principal
+
+
+async def _plain(call: _Call, body: dict[str, Any], endpoint: str, method: Method) -> None:
+    """A non-streaming call, with the completion cache when the caller has it enabled."""
+    call.record.endpoint = endpoint
+    gateway, principal = call.gateway, call.principal
+    model = body["model"]
+    cache_key = None
+    if principal.cache_enabled:
+        try:
+            gateway.router.resolve(gateway.catalog, principal, model)
+        except (ModelNotFound, ModelDenied) as exc:
+            raise _refusal(exc, model) from None
+        cache_key = gateway.cache.key(f"{endpoint}:{principal.tenant_id or principal.key_id}", body)
+        cached = await gateway.cache.get(cache_key)
+        if cached is not None:
+            call.record.cached = True
+            call.record.latency_ms = call.elapsed_ms()
+            hit = [*call.headers, (b"x-portal-cache", b"hit"), (b"x-portal-cost", b"0")]
+            await _send_json(call.send, 200, cached, hit)
+            return
+    result, deployment = await call.route(lambda a, c, d: method(a)(c, d.target, body))
+    usage = result.usage or Usage(
+        prompt_tokens=estimate_prompt_tokens(body),
+        completion_tokens=math.ceil(_completion_chars(result.body) / 4),
+        estimated=True,
+    )
+    cost = call.bill(deployment, usage)
+    headers = [*call.headers, (b"x-portal-cost", str(cost).encode())]
+    if cache_key is not None:
+        headers.append((b"x-portal-cache", b"miss"))
+    await _send_json(call.send, 200, result.body, headers)
+    if cache_key is not None:
+        gateway.cache.put(cache_key, model, result.body)
+
+
+async def _stream(call: _Call, body: dict[str, Any]) -> None:
+    """A streaming chat call: relayed frame by frame, billed however it ends."""
+    call.record.endpoint = "chat.completions"
+    call.record.stream = True
+    stream, deployment = await call.route(lambda a, c, d: a.stream_chat(c, d.target, body))
+    assert isinstance(stream, ProviderStream)
+    await call.send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/event-stream"),
+                (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no"),
+                *call.headers,
+            ],
+        }
+    )
+    outcome = await _pump(stream, call.send, call.receive, call.record, call.started)
+    usage = stream.usage
+    if outcome != "done" or usage is None or (usage.completion_tokens == 0 and stream.delivered_chars > 0):
+        prompt = (
+            usage.prompt_tokens if usage is not None and usage.prompt_tokens else estimate_prompt_tokens(body)
         )
-        outcome = await _pump(stream, send, client_receive, record, started)
-        usage = stream.usage
-        if (
-            outcome != "done"
-            or usage is None
-            or (usage.completion_tokens == 0 and stream.delivered_chars > 0)
-        ):
-            prompt = (
-                usage.prompt_tokens
-                if usage is not None and usage.prompt_tokens
-                else estimate_prompt_tokens(body)
-            )
-            usage = Usage(
-                prompt_tokens=prompt, completion_tokens=math.ceil(stream.delivered_chars / 4), estimated=True
-            )
-        self._bill(record, deployment, usage)
-        record.latency_ms = (time.perf_counter() - started) * 1000
+        usage = Usage(
+            prompt_tokens=prompt, completion_tokens=math.ceil(stream.delivered_chars / 4), estimated=True
+        )
+    call.bill(deployment, usage)
 
 
 async def _pump(
