@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import resource
 import secrets
 import selectors
 import shutil
@@ -52,6 +53,8 @@ HOST = "127.0.0.1"
 CLIENT_KEY = "sk-bench-key-0123456789abcdef"
 UPSTREAM_KEY = "sk-upstream-bench"
 MODEL = "bench-model"
+NOISE_PCT = 10.0
+"""Other processes using more than this percent of a pinned CPU during a run make it noisy."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -469,7 +472,8 @@ class Sample:
     peak_rss_mb: float | None = None
     hwm_rss_mb: float | None = None
     upstream_hits: int | None = None
-    cpu0_other_pct: float | None = None
+    other_load_pct: dict[str, float] = field(default_factory=dict)
+    """Per pinned CPU: percent used by processes other than the gateway, the upstream and wrk."""
 
 
 @dataclass
@@ -670,29 +674,43 @@ class Bench:
         gateway = target == "gateway"
         url = self.gateway_url if gateway else self.upstream_url
         auth = f"Bearer {CLIENT_KEY}" if gateway else None
-        watched = self.gateway if gateway else self.upstream
-        assert watched is not None
+        assert self.upstream is not None
+        own = {"upstream": self.upstream.pid}
+        if self.gateway is not None and self.gateway.poll() is None:
+            own["gateway"] = self.gateway.pid
+        cpus = sorted({self.args.gateway_cpu, self.args.load_cpu})
         hits_before = self.upstream_hits()
-        cpu_before = tree_cpu_seconds(watched.pid)
-        cpu0_before = cpu_busy_ticks(self.args.gateway_cpu)
-        with RssSampler(watched.pid if gateway else None) as rss:
+        cpu_before = {name: tree_cpu_seconds(pid) for name, pid in own.items()}
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ticks_before = {c: cpu_busy_ticks(c) for c in cpus}
+        with RssSampler(own["gateway"] if gateway else None) as rss:
             result = self.wrk(url, scenario, duration, auth)
             if gateway:
                 # Count work the gateway defers past the response (spend/usage writes...).
                 time.sleep(self.args.settle)
-        cpu_used = tree_cpu_seconds(watched.pid) - cpu_before
-        cpu0_after = cpu_busy_ticks(self.args.gateway_cpu)
+        cpu_used = {name: tree_cpu_seconds(pid) - cpu_before[name] for name, pid in own.items()}
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ticks_after = {c: cpu_busy_ticks(c) for c in cpus}
+        # wrk is the only child reaped in the window: its CPU is the delta of RUSAGE_CHILDREN.
+        cpu_used["wrk"] = (children_after.ru_utime + children_after.ru_stime) - (
+            children_before.ru_utime + children_before.ru_stime
+        )
         sample = Sample(scenario.name, target, run, scenario.connections, result)
         sample.cpu_process = "gateway" if gateway else "upstream"
         if result.requests:
-            sample.cpu_ms_per_req = cpu_used * 1000 / result.requests
+            sample.cpu_ms_per_req = cpu_used[sample.cpu_process] * 1000 / result.requests
         sample.upstream_hits = self.upstream_hits() - hits_before
         if gateway:
             sample.peak_rss_mb, sample.hwm_rss_mb = rss.peak_mb, rss.hwm_mb
-            busy = (cpu0_after[0] - cpu0_before[0]) / CLK_TCK
-            wall = (cpu0_after[1] - cpu0_before[1]) / CLK_TCK
+        # How much of the pinned CPUs processes other than ours used (noise from a shared machine).
+        mine = dict.fromkeys(cpus, 0.0)
+        mine[self.args.load_cpu] += cpu_used["upstream"] + cpu_used["wrk"]
+        mine[self.args.gateway_cpu] += cpu_used.get("gateway", 0.0)
+        for c in cpus:
+            busy = (ticks_after[c][0] - ticks_before[c][0]) / CLK_TCK
+            wall = (ticks_after[c][1] - ticks_before[c][1]) / CLK_TCK
             if wall > 0:
-                sample.cpu0_other_pct = max(0.0, 100.0 * (busy - cpu_used) / wall)
+                sample.other_load_pct[f"cpu{c}"] = round(max(0.0, 100.0 * (busy - mine[c]) / wall), 1)
         return sample
 
     def run_scenario(self, scenario: Scenario) -> tuple[list[Sample], str | None]:
@@ -779,8 +797,9 @@ def describe_sample(s: Sample, runs: int) -> str:
         slack = s.connections + 0.02 * w.requests
         if s.upstream_hits is not None and abs(s.upstream_hits - w.requests) > slack:
             extra += f"  (upstream saw {s.upstream_hits} requests for {w.requests})"
-        if s.cpu0_other_pct is not None and s.cpu0_other_pct > 10:
-            extra += f"  [other processes used {s.cpu0_other_pct:.0f}% of the gateway's CPU]"
+    noisy = {name: pct for name, pct in s.other_load_pct.items() if pct > NOISE_PCT}
+    if noisy:
+        extra += "  [other processes used " + ", ".join(f"{v:.0f}% of {k}" for k, v in noisy.items()) + "]"
     fail = f"  FAILURES {w.failures} (non-2xx {w.non_2xx})" if w.failures else ""
     return (
         f"run {s.run}/{runs} {s.target:<7} {w.rps:>10,.0f} RPS  p50 {w.p50_ms:7.2f} ms"
@@ -858,6 +877,13 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
                 f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {cpu:>11} {row['failures']:>9}{tail}"
             )
     print("(medians over runs; CPU of the direct rows, marked u, is the fake upstream's own)")
+    samples = [s for r in results.values() for s in r["samples"]]
+    noisy = [s for s in samples if any(v > NOISE_PCT for v in s["other_load_pct"].values())]
+    if noisy:
+        print(
+            f"warning: in {len(noisy)} of {len(samples)} runs other processes used more than "
+            f"{NOISE_PCT:g}% of a pinned CPU; those figures are unreliable (the machine is shared)"
+        )
 
 
 def evaluate_targets(results: dict[str, dict[str, Any]], gateway: GatewayState) -> list[dict[str, Any]]:
@@ -891,8 +917,17 @@ def evaluate_targets(results: dict[str, dict[str, Any]], gateway: GatewayState) 
         else:
             ok = value >= target.value if target.op == ">=" else value <= target.value
             status = "MET" if ok and failures == 0 else "NOT MET"
-            if failures:
-                note = f"{failures} failed requests"
+            notes = [f"{failures} failed requests"] if failures else []
+            scope = list(results) if target.scenario == "*" else [target.scenario]
+            noisy = sum(
+                1
+                for name in scope
+                for sample in results[name]["samples"]
+                if any(v > NOISE_PCT for v in sample["other_load_pct"].values())
+            )
+            if noisy:
+                notes.append(f"unreliable: {noisy} run(s) disturbed by other processes")
+            note = "; ".join(notes)
         evaluated.append({**asdict(target), "measured": value, "status": status, "note": note})
     return evaluated
 

@@ -24,14 +24,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import msgspec
 
 from portal.catalog.registry import DeploymentInfo
 from portal.proxy.errors import ProxyError, error_body
 from portal.proxy.gateway import Gateway
 from portal.proxy.principal import KeyLookupUnavailable, Principal
-from portal.proxy.providers.base import ChatResult, ProviderAdapter, ProviderStream, UpstreamError, Usage
+from portal.proxy.providers.base import (
+    ChatResult,
+    ProviderAdapter,
+    ProviderStream,
+    UpstreamClient,
+    UpstreamError,
+    Usage,
+)
 from portal.proxy.router import ModelDenied, ModelNotFound, NoDeployment, RouteFailure
 from portal.proxy.tokens import estimate_prompt_tokens
 from portal.spend.records import CallRecord
@@ -185,7 +191,7 @@ class _Call:
         return body
 
     async def route(
-        self, invoke: Callable[[ProviderAdapter, httpx.AsyncClient, DeploymentInfo], Awaitable[Any]]
+        self, invoke: Callable[[ProviderAdapter, UpstreamClient, DeploymentInfo], Awaitable[Any]]
     ) -> tuple[Any, DeploymentInfo]:
         """Call the upstream through the router; refusals and failures become :class:`ProxyError`."""
         model = self.record.model or ""
@@ -241,9 +247,7 @@ def _refusal(exc: Exception, model: str) -> ProxyError:
     )
 
 
-Method = Callable[
-    [ProviderAdapter], Callable[[httpx.AsyncClient, Any, dict[str, Any]], Awaitable[ChatResult]]
-]
+Method = Callable[[ProviderAdapter], Callable[[UpstreamClient, Any, dict[str, Any]], Awaitable[ChatResult]]]
 
 
 class ProxyApp:

@@ -22,12 +22,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-import httpx
-
 from portal.catalog.registry import Catalog, DeploymentInfo, ModelEntry
 from portal.proxy.principal import Principal
 from portal.proxy.providers import get_adapter
-from portal.proxy.providers.base import ProviderAdapter, UpstreamError
+from portal.proxy.providers.base import ProviderAdapter, UpstreamClient, UpstreamError
 
 __all__ = ["CallOutcome", "ModelDenied", "ModelNotFound", "NoDeployment", "RouteFailure", "Router"]
 
@@ -82,7 +80,7 @@ class Router:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         *,
         allowed_fails: int = 2,
         cooldown_s: float = 30.0,
@@ -156,7 +154,7 @@ class Router:
         catalog: Catalog,
         principal: Principal,
         model: str,
-        invoke: Callable[[ProviderAdapter, httpx.AsyncClient, DeploymentInfo], Awaitable[T]],
+        invoke: Callable[[ProviderAdapter, UpstreamClient, DeploymentInfo], Awaitable[T]],
     ) -> CallOutcome[T]:
         """Run ``invoke`` on the best deployment of ``model``, with retries and fallbacks."""
         entry = self.resolve(catalog, principal, model)

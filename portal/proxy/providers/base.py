@@ -23,9 +23,14 @@ __all__ = [
     "ProviderAdapter",
     "ProviderStream",
     "Target",
+    "UpstreamClient",
     "UpstreamError",
     "Usage",
 ]
+
+
+UpstreamClient = httpx.AsyncClient
+"""The shared HTTP client adapters are given (one per process, keep-alive pooled)."""
 
 
 @dataclass(slots=True)
