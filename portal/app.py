@@ -6,10 +6,12 @@ and closed when it stops.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, asgi
+from litestar.enums import ScopeType
 from litestar.logging.config import LoggingConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
@@ -26,7 +28,28 @@ from portal.proxy.handlers import ProxyApp
 from portal.state import AppResources
 from portal.web.landing import landing
 
-__all__ = ["create_app", "create_app_from_env"]
+__all__ = ["FastPath", "create_app", "create_app_from_env"]
+
+
+class FastPath:
+    """The ASGI entry point servers run: ``/v1/*`` goes straight to the proxy, the rest to Litestar.
+
+    The proxy is mounted in the Litestar app too (so the app works on its own, e.g. in test clients);
+    this dispatcher only spares the hot path the framework's middleware and routing. ``/v1/admin/*``
+    (the LLM Server compatible admin API) stays with Litestar.
+    """
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+        self.proxy: ProxyApp = app.state.proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            path: str = scope["path"]
+            if path.startswith("/v1/") and not path.startswith("/v1/admin"):
+                await self.proxy(scope, receive, send)  # type: ignore[arg-type]
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -55,7 +78,7 @@ def create_app(settings: Settings) -> Litestar:
                 await redis.aclose()
             await engine.dispose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             landing,
             proxy_mount,
@@ -68,8 +91,12 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=LoggingConfig(log_exceptions="always", disable_stack_trace={404}),
         debug=False,
     )
+    app.state.proxy = proxy
+    return app
 
 
-def create_app_from_env() -> Litestar:
+def create_app_from_env() -> FastPath:
     """Factory for ASGI servers (``uvicorn --factory portal.app:create_app_from_env``)."""
-    return create_app(load_settings())
+    settings = load_settings()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return FastPath(create_app(settings))

@@ -60,6 +60,7 @@ def _serve(settings: Settings) -> None:
         log_level=settings.log_level.lower(),
         proxy_headers=True,
         server_header=False,
+        access_log=False,
         timeout_graceful_shutdown=30,
     )
 

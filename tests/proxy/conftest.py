@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal import audit
-from portal.app import create_app
+from portal.app import FastPath, create_app
 from portal.db.models import ApiKey, RequestLog, SubjectType
 from portal.grants.service import add_grant
 from portal.keys.service import create_key
@@ -200,7 +200,7 @@ class Running:
 async def serve(app: Litestar) -> tuple[str, uvicorn.Server, asyncio.Task[None]]:
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
+        FastPath(app), host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
