@@ -17,7 +17,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from litestar.types import Receive, Scope, Send
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from portal.config import Settings, load_settings
 from portal.db.engine import create_engine, create_session_factory
@@ -64,9 +64,17 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings)
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = (
+            Redis(
+                connection_pool=BlockingConnectionPool.from_url(
+                    settings.redis_url, max_connections=settings.redis_max_connections, timeout=5.0
+                )
+            )
+            if settings.redis_url
+            else None
+        )
         sessions = create_session_factory(engine)
-        gateway = Gateway(settings, sessions)
+        gateway = Gateway(settings, sessions, redis)
         app.state.resources = AppResources(settings=settings, engine=engine, sessions=sessions, redis=redis)
         app.state.gateway = holder["gateway"] = gateway
         await gateway.start()

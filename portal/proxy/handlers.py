@@ -27,6 +27,8 @@ from typing import Any
 import msgspec
 
 from portal.catalog.registry import DeploymentInfo
+from portal.limits.model import Admission, Ticket
+from portal.limits.service import LimiterUnavailable
 from portal.proxy.errors import ProxyError, error_body
 from portal.proxy.gateway import Gateway
 from portal.proxy.principal import KeyLookupUnavailable, Principal
@@ -40,6 +42,7 @@ from portal.proxy.providers.base import (
 )
 from portal.proxy.router import ModelDenied, ModelNotFound, NoDeployment, RouteFailure
 from portal.proxy.tokens import estimate_prompt_tokens
+from portal.proxy.usage import usage_report
 from portal.spend.records import CallRecord
 from portal.timeutil import utcnow
 
@@ -163,6 +166,7 @@ class _Call:
     record: CallRecord
     headers: list[tuple[bytes, bytes]]
     started: float
+    ticket: Ticket | None = None
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -189,6 +193,37 @@ class _Call:
             body.pop(name, None)
         self.record.model = body["model"]
         return body
+
+    async def admit(self, body: dict[str, Any], *, completion: bool = True) -> None:
+        """Check the model, then reserve the call's estimated cost and tokens at every level."""
+        plan = self.principal.plan
+        if plan.empty:
+            return
+        gateway = self.gateway
+        model = self.record.model or ""
+        try:
+            entry = gateway.router.resolve(gateway.catalog, self.principal, model)
+        except (ModelNotFound, ModelDenied) as exc:
+            raise _refusal(exc, model) from None
+        deployments = entry.deployments_for(self.principal.tenant_id)
+        input_price = max((d.input_price for d in deployments), default=Decimal(0))
+        output_price = max((d.output_price for d in deployments), default=Decimal(0))
+        limiter = gateway.limiter
+        allowance = limiter.completion_allowance(body) if completion else 0
+        cost, tokens = limiter.estimate(estimate_prompt_tokens(body), allowance, input_price, output_price)
+        try:
+            admission = await limiter.admit(plan, self.record.request_id, cost, tokens)
+        except LimiterUnavailable:
+            raise ProxyError(
+                503,
+                "limits cannot be checked right now (the limits backend is unavailable); retry shortly",
+                "service_unavailable",
+            ) from None
+        rate = [(name.encode(), value.encode()) for name, value in admission.headers.items()]
+        if admission.denied is not None:
+            raise _limit_refusal(admission, rate)
+        self.ticket = admission.ticket
+        self.headers.extend(rate)
 
     async def route(
         self, invoke: Callable[[ProviderAdapter, UpstreamClient, DeploymentInfo], Awaitable[Any]]
@@ -223,6 +258,34 @@ class _Call:
         self.record.cost = deployment.cost(usage)
         self.record.latency_ms = self.elapsed_ms()
         return self.record.cost
+
+
+def _limit_refusal(admission: Admission, headers: list[tuple[bytes, bytes]]) -> ProxyError:
+    retry = (
+        ()
+        if admission.retry_after is None
+        else ((b"retry-after", str(math.ceil(admission.retry_after)).encode()),)
+    )
+    if admission.denied == "budget":
+        return ProxyError(
+            402, f"Budget has been exceeded: {admission.detail}", "budget_exceeded", "budget_exceeded"
+        )
+    if admission.denied == "quota":
+        return ProxyError(
+            429,
+            f"Token quota exceeded: {admission.detail}",
+            "insufficient_quota",
+            "insufficient_quota",
+            headers=retry,
+        )
+    what = "Too many parallel requests" if admission.denied == "parallel" else "Rate limit reached"
+    return ProxyError(
+        429,
+        f"{what} for this {admission.level}: limit {admission.detail}",
+        "rate_limit_exceeded",
+        f"rate_limit_{admission.denied}",
+        headers=(*retry, *headers),
+    )
 
 
 def _refusal(exc: Exception, model: str) -> ProxyError:
@@ -260,6 +323,7 @@ class ProxyApp:
             ("POST", "/completions"): self._completions,
             ("POST", "/embeddings"): self._embeddings,
             ("GET", "/models"): self._models,
+            ("GET", "/me/usage"): self._me_usage,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -283,9 +347,11 @@ class ProxyApp:
         gateway = self._gateway_of()
         record = CallRecord(request_id=request_id, created_at=utcnow(), status_code=200, client_ip=client_ip)
         started = time.perf_counter()
+        call: _Call | None = None
         try:
             principal = await _authenticate(gateway, key, record)
-            await handler(_Call(gateway, principal, receive, send, record, headers, started))
+            call = _Call(gateway, principal, receive, send, record, headers, started)
+            await handler(call)
         except ProxyError as refusal:
             record.status_code = refusal.status
             record.error_type = refusal.error_type
@@ -305,6 +371,10 @@ class ProxyApp:
         if record.latency_ms == 0.0:
             record.latency_ms = (time.perf_counter() - started) * 1000
         gateway.writer.submit(record)
+        if call is not None and call.ticket is not None:
+            await gateway.limiter.settle(
+                call.ticket, record.cost, record.prompt_tokens + record.completion_tokens
+            )
 
     async def _chat(self, call: _Call) -> None:
         body = await call.body(("model", "messages"))
@@ -336,6 +406,16 @@ class ProxyApp:
             if providers and principal.access.allows_any(name, providers):
                 data.append({"id": name, "object": "model", "created": entry.created, "owned_by": "portal"})
         await _send_json(call.send, 200, msgspec.json.encode({"object": "list", "data": data}), call.headers)
+
+    async def _me_usage(self, call: _Call) -> None:
+        call.record.endpoint = "me.usage"
+        try:
+            report = await usage_report(call.gateway, call.principal)
+        except LimiterUnavailable:
+            raise ProxyError(
+                503, "usage cannot be read right now; retry shortly", "service_unavailable"
+            ) from None
+        await _send_json(call.send, 200, msgspec.json.encode(report), call.headers)
 
 
 def _attribute(record: CallRecord, principal: Principal) -> None:
@@ -389,6 +469,7 @@ async def _plain(call: _Call, body: dict[str, Any], endpoint: str, method: Metho
             hit = [*call.headers, (b"x-portal-cache", b"hit"), (b"x-portal-cost", b"0")]
             await _send_json(call.send, 200, cached, hit)
             return
+    await call.admit(body, completion=endpoint != "embeddings")
     result, deployment = await call.route(lambda a, c, d: method(a)(c, d.target, body))
     usage = result.usage or Usage(
         prompt_tokens=estimate_prompt_tokens(body),
@@ -408,6 +489,7 @@ async def _stream(call: _Call, body: dict[str, Any]) -> None:
     """A streaming chat call: relayed frame by frame, billed however it ends."""
     call.record.endpoint = "chat.completions"
     call.record.stream = True
+    await call.admit(body)
     stream, deployment = await call.route(lambda a, c, d: a.stream_chat(c, d.target, body))
     assert isinstance(stream, ProviderStream)
     await call.send(

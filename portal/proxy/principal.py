@@ -23,9 +23,21 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from portal.db.models import ApiKey, Grant, KeyStatus, SubjectType, Tenant, TenantStatus, User, UserStatus
+from portal.db.models import (
+    ApiKey,
+    Budget,
+    Grant,
+    KeyStatus,
+    SubjectType,
+    Tenant,
+    TenantStatus,
+    User,
+    UserStatus,
+)
 from portal.grants.matcher import Access, LevelGrants, compile_access
 from portal.keys.secrets import hash_key
+from portal.limits.model import LimitPlan, RateSpec
+from portal.limits.plan import build_plan
 
 __all__ = ["KeyCache", "KeyLookupUnavailable", "LimitSet", "Principal", "load_principal"]
 
@@ -66,6 +78,7 @@ class Principal:
     log_prompts: bool
     limits: dict[str, LimitSet] = field(default_factory=dict)
     metadata: dict[str, object] = field(default_factory=dict)
+    plan: LimitPlan = field(default_factory=LimitPlan)
 
     def usable(self, now: float) -> bool:
         """Active and not expired (a rotated key stays usable until the end of its grace period)."""
@@ -101,6 +114,13 @@ async def load_principal(session: AsyncSession, key_hash: str) -> Principal | No
             )
         )
     ).all()
+    budgets = (
+        await session.scalars(
+            select(Budget).where(
+                or_(*((Budget.subject_type == t) & (Budget.subject_id == i) for t, i in subjects))
+            )
+        )
+    ).all()
     by_level: dict[str, list[tuple[str, str]]] = {"tenant": [], "user": [], "key": []}
     for grant in grants:
         by_level[grant.subject_type].append((grant.model_pattern, grant.provider_pattern))
@@ -114,6 +134,11 @@ async def load_principal(session: AsyncSession, key_hash: str) -> Principal | No
         limits["user"] = LimitSet(user.rpm_limit, user.tpm_limit, user.max_parallel)
     if tenant is not None:
         limits["tenant"] = LimitSet(tenant.rpm_limit, tenant.tpm_limit, tenant.max_parallel)
+    subject_ids = {"key": key.id, "user": user.id if user else None, "tenant": tenant.id if tenant else None}
+    rates = [
+        RateSpec(level, f"{level}:{subject_ids[level]}", limit.rpm, limit.tpm, limit.parallel)
+        for level, limit in limits.items()
+    ]
     return Principal(
         key_id=key.id,
         key_prefix=key.key_prefix,
@@ -131,6 +156,7 @@ async def load_principal(session: AsyncSession, key_hash: str) -> Principal | No
         log_prompts=bool(tenant and tenant.log_prompts),
         limits=limits,
         metadata=dict(key.metadata_ or {}),
+        plan=build_plan(budgets, rates),
     )
 
 

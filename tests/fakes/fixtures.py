@@ -1,17 +1,18 @@
 """Pytest fixtures for the fake upstreams: one server per provider for the session, reset per test.
 
 ``fake_openai`` / ``fake_anthropic`` / ``fake_gemini`` / ``fake_bedrock`` give a fresh-state
-:class:`~tests.fakes.server.FakeUpstream`; ``upstream_http`` is an ``httpx.AsyncClient`` that ignores
-proxy environment variables.
+:class:`~tests.fakes.server.FakeUpstream`; ``upstream_http`` is the proxy's own
+:class:`~portal.proxy.providers.client.UpstreamClient` (aiohttp, proxy environment variables ignored),
+closed after the test.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 
+from portal.proxy.providers.base import UpstreamClient
 from tests.fakes.anthropic_fake import AnthropicWire
 from tests.fakes.bedrock_fake import BedrockWire
 from tests.fakes.gemini_fake import GeminiWire
@@ -68,6 +69,9 @@ def fake_bedrock(fake_bedrock_server: FakeUpstream) -> FakeUpstream:
 
 
 @pytest.fixture
-async def upstream_http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as client:
+async def upstream_http() -> AsyncIterator[UpstreamClient]:
+    client = UpstreamClient()
+    try:
         yield client
+    finally:
+        await client.aclose()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from portal.proxy.providers import get_adapter
 from portal.proxy.providers.anthropic import to_messages_request
-from portal.proxy.providers.base import UpstreamError, Usage
+from portal.proxy.providers.base import UpstreamClient, UpstreamError, Usage
 from tests.fakes import Behaviour, FakeUpstream
 
 from .helpers import DONE, drain, json_of, read_into
@@ -141,7 +140,7 @@ def test_bad_tool_arguments_are_a_400() -> None:
 
 
 async def test_chat_translates_answer_and_usage(
-    fake_anthropic: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_anthropic: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_anthropic.script(Behaviour(prompt_tokens=30, cached_tokens=10, completion_tokens=5))
     result = await get_adapter("anthropic").chat(
@@ -167,7 +166,7 @@ async def test_chat_translates_answer_and_usage(
 
 
 async def test_chat_tool_calls_round_trip(
-    fake_anthropic: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_anthropic: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_anthropic.script(Behaviour(tool_calls=[("get_weather", {"city": "Paris"})]))
     adapter = get_adapter("anthropic")
@@ -193,7 +192,7 @@ async def test_chat_tool_calls_round_trip(
 
 
 async def test_stream_text_usage_and_done(
-    fake_anthropic: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_anthropic: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_anthropic.script(
         Behaviour(text="Bonjour tout le monde", chunks=4, prompt_tokens=9, completion_tokens=6)
@@ -218,7 +217,7 @@ async def test_stream_text_usage_and_done(
 
 
 async def test_stream_without_include_usage_has_no_usage_chunk(
-    fake_anthropic: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_anthropic: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     stream = await get_adapter("anthropic").stream_chat(
         upstream_http, fake_anthropic.target(), CHAT | {"stream": True}
@@ -228,7 +227,7 @@ async def test_stream_without_include_usage_has_no_usage_chunk(
     assert stream.usage == Usage(11, 7)
 
 
-async def test_stream_tool_calls(fake_anthropic: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_stream_tool_calls(fake_anthropic: FakeUpstream, upstream_http: UpstreamClient) -> None:
     fake_anthropic.script(
         Behaviour(
             tool_calls=[("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Rome"})], chunks=3
@@ -246,7 +245,7 @@ async def test_stream_tool_calls(fake_anthropic: FakeUpstream, upstream_http: ht
 
 
 async def test_mid_stream_error_event_raises(
-    fake_anthropic: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_anthropic: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_anthropic.script(Behaviour(text="abcdef", stream_error="Overloaded"))
     stream = await get_adapter("anthropic").stream_chat(
@@ -271,7 +270,7 @@ async def test_mid_stream_error_event_raises(
 )
 async def test_errors(
     fake_anthropic: FakeUpstream,
-    upstream_http: httpx.AsyncClient,
+    upstream_http: UpstreamClient,
     status: int,
     error_type: str,
     retryable: bool,
@@ -288,7 +287,7 @@ async def test_errors(
     assert caught.value.retry_after == (3.0 if status == 429 else None)
 
 
-async def test_wrong_key(fake_anthropic: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_wrong_key(fake_anthropic: FakeUpstream, upstream_http: UpstreamClient) -> None:
     with pytest.raises(UpstreamError) as caught:
         await get_adapter("anthropic").stream_chat(
             upstream_http, fake_anthropic.target(api_key="sk-ant-wrong"), CHAT | {"stream": True}
@@ -298,7 +297,7 @@ async def test_wrong_key(fake_anthropic: FakeUpstream, upstream_http: httpx.Asyn
 
 
 async def test_fake_rejects_what_anthropic_rejects(
-    fake_anthropic: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_anthropic: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     orphan = {"messages": [{"role": "tool", "tool_call_id": "toolu_x", "content": "1"}]}
     with pytest.raises(UpstreamError) as caught:
@@ -308,7 +307,7 @@ async def test_fake_rejects_what_anthropic_rejects(
 
 
 async def test_embeddings_and_completions_unsupported(
-    upstream_http: httpx.AsyncClient, fake_anthropic: FakeUpstream
+    upstream_http: UpstreamClient, fake_anthropic: FakeUpstream
 ) -> None:
     adapter = get_adapter("anthropic")
     for call in (adapter.embeddings, adapter.completions):

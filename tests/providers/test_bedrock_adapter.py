@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer  # type: ignore[import-untyped]
 
 from portal.proxy.providers import get_adapter
-from portal.proxy.providers.base import UpstreamError, Usage
+from portal.proxy.providers.base import UpstreamClient, UpstreamError, Usage
 from portal.proxy.providers.bedrock import sign_headers, to_converse_request
 from tests.fakes import Behaviour, FakeUpstream
 from tests.fakes.bedrock_fake import ACCESS_KEY, SECRET_KEY, BedrockWire, model_id
@@ -119,7 +118,7 @@ def test_http_image_urls_are_refused() -> None:
     assert caught.value.status == 400
 
 
-async def test_signed_chat(fake_bedrock: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_signed_chat(fake_bedrock: FakeUpstream, upstream_http: UpstreamClient) -> None:
     fake_bedrock.script(Behaviour(prompt_tokens=40, cached_tokens=15, completion_tokens=9))
     result = await get_adapter("bedrock").chat(upstream_http, fake_bedrock.target(), CHAT)
 
@@ -137,7 +136,7 @@ async def test_signed_chat(fake_bedrock: FakeUpstream, upstream_http: httpx.Asyn
 
 
 async def test_inference_profile_arn_is_encoded_and_signed(
-    fake_bedrock: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_bedrock: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     target = fake_bedrock.target(PROFILE_ARN, region=None)
     result = await get_adapter("bedrock").chat(upstream_http, target, CHAT)
@@ -148,7 +147,7 @@ async def test_inference_profile_arn_is_encoded_and_signed(
     assert result.usage == Usage(11, 7)
 
 
-async def test_session_credentials(fake_bedrock: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_session_credentials(fake_bedrock: FakeUpstream, upstream_http: UpstreamClient) -> None:
     target = fake_bedrock.target(api_key=BedrockWire.session_api_key)
     await get_adapter("bedrock").chat(upstream_http, target, CHAT)
     assert fake_bedrock.last.headers["x-amz-security-token"] == BedrockWire.session_api_key.split(":", 2)[2]
@@ -166,7 +165,7 @@ async def test_session_credentials(fake_bedrock: FakeUpstream, upstream_http: ht
     ],
 )
 async def test_bad_signatures_are_rejected(
-    fake_bedrock: FakeUpstream, upstream_http: httpx.AsyncClient, overrides: dict[str, str], expected: str
+    fake_bedrock: FakeUpstream, upstream_http: UpstreamClient, overrides: dict[str, str], expected: str
 ) -> None:
     with pytest.raises(UpstreamError) as caught:
         await get_adapter("bedrock").chat(upstream_http, fake_bedrock.target(**overrides), CHAT)
@@ -176,22 +175,24 @@ async def test_bad_signatures_are_rejected(
 
 
 async def test_tampered_body_fails_signature(
-    fake_bedrock: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_bedrock: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     target = fake_bedrock.target()
     url = f"{fake_bedrock.base_url}/model/{quote(target.upstream_model, safe='')}/converse"
     headers = sign_headers(target, url, b'{"messages":[]}', "application/json")
     tampered = b'{"messages":[{"role":"user","content":[{"text":"x"}]}]}'
-    response = await upstream_http.post(url, content=tampered, headers=headers)
-    assert response.status_code == 403
-    assert response.headers["x-amzn-ErrorType"].startswith("InvalidSignatureException")
+    with pytest.raises(UpstreamError) as caught:
+        await upstream_http.post(target, url, headers, tampered)
+    assert caught.value.status == 403
+    assert caught.value.error_type == "permission_error"
+    assert caught.value.message.startswith("The request signature we calculated does not match")
 
     signed = sign_headers(target, url, tampered, "application/json")
-    assert (await upstream_http.post(url, content=tampered, headers=signed)).status_code == 200
+    assert (await upstream_http.post(target, url, signed, tampered)).status == 200
 
 
 async def test_missing_credentials_are_a_config_error(
-    upstream_http: httpx.AsyncClient, fake_bedrock: FakeUpstream
+    upstream_http: UpstreamClient, fake_bedrock: FakeUpstream
 ) -> None:
     with pytest.raises(UpstreamError) as caught:
         await get_adapter("bedrock").chat(upstream_http, fake_bedrock.target(api_key="only-an-id"), CHAT)
@@ -199,7 +200,7 @@ async def test_missing_credentials_are_a_config_error(
     assert fake_bedrock.requests == []
 
 
-async def test_tool_calls(fake_bedrock: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_tool_calls(fake_bedrock: FakeUpstream, upstream_http: UpstreamClient) -> None:
     fake_bedrock.script(Behaviour(tool_calls=[("get_weather", {"city": "Lima"})]))
     result = await get_adapter("bedrock").chat(upstream_http, fake_bedrock.target(), CHAT | {"tools": [TOOL]})
     choice = json_of(result.body)["choices"][0]
@@ -213,7 +214,7 @@ async def test_tool_calls(fake_bedrock: FakeUpstream, upstream_http: httpx.Async
     ]
 
 
-async def test_stream(fake_bedrock: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_stream(fake_bedrock: FakeUpstream, upstream_http: UpstreamClient) -> None:
     fake_bedrock.script(
         Behaviour(text="streaming from bedrock", chunks=5, prompt_tokens=8, completion_tokens=4)
     )
@@ -234,7 +235,7 @@ async def test_stream(fake_bedrock: FakeUpstream, upstream_http: httpx.AsyncClie
     assert stream.usage == Usage(8, 4)
 
 
-async def test_stream_tool_calls(fake_bedrock: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_stream_tool_calls(fake_bedrock: FakeUpstream, upstream_http: UpstreamClient) -> None:
     fake_bedrock.script(Behaviour(tool_calls=[("get_weather", {"city": "Quito", "unit": "C"})], chunks=4))
     stream = await get_adapter("bedrock").stream_chat(
         upstream_http, fake_bedrock.target(), CHAT | {"stream": True, "tools": [TOOL]}
@@ -249,7 +250,7 @@ async def test_stream_tool_calls(fake_bedrock: FakeUpstream, upstream_http: http
 
 
 async def test_stream_exception_event_raises(
-    fake_bedrock: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_bedrock: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_bedrock.script(Behaviour(text="abcdef", stream_error="Too many tokens, please wait."))
     stream = await get_adapter("bedrock").stream_chat(
@@ -267,7 +268,7 @@ async def test_stream_exception_event_raises(
 
 @pytest.mark.parametrize(("status", "retryable"), [(400, False), (429, True), (503, True)])
 async def test_errors(
-    fake_bedrock: FakeUpstream, upstream_http: httpx.AsyncClient, status: int, retryable: bool
+    fake_bedrock: FakeUpstream, upstream_http: UpstreamClient, status: int, retryable: bool
 ) -> None:
     fake_bedrock.fail(status)
     with pytest.raises(UpstreamError) as caught:
@@ -277,7 +278,7 @@ async def test_errors(
 
 
 async def test_tool_history_without_tools_is_refused_like_aws(
-    fake_bedrock: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_bedrock: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     history = [
         {"role": "user", "content": "x"},

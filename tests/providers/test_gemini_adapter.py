@@ -6,11 +6,10 @@ import base64
 import struct
 from typing import Any
 
-import httpx
 import pytest
 
 from portal.proxy.providers import get_adapter
-from portal.proxy.providers.base import UpstreamError, Usage
+from portal.proxy.providers.base import UpstreamClient, UpstreamError, Usage
 from portal.proxy.providers.gemini import to_gemini_request
 from tests.fakes import Behaviour, FakeUpstream
 from tests.fakes.gemini_fake import fake_signature
@@ -108,7 +107,7 @@ def test_unknown_tool_call_id_is_a_400() -> None:
     assert caught.value.status == 400
 
 
-async def test_chat(fake_gemini: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_chat(fake_gemini: FakeUpstream, upstream_http: UpstreamClient) -> None:
     fake_gemini.script(Behaviour(prompt_tokens=12, completion_tokens=4, truncated=True))
     result = await get_adapter("gemini").chat(upstream_http, fake_gemini.target(), CHAT | {"max_tokens": 4})
 
@@ -124,7 +123,7 @@ async def test_chat(fake_gemini: FakeUpstream, upstream_http: httpx.AsyncClient)
     assert result.usage == Usage(12, 4)
 
 
-async def test_stream_crlf_sse(fake_gemini: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_stream_crlf_sse(fake_gemini: FakeUpstream, upstream_http: UpstreamClient) -> None:
     fake_gemini.script(Behaviour(text="alpha beta gamma", chunks=3, prompt_tokens=5, completion_tokens=3))
     body = CHAT | {"stream": True, "stream_options": {"include_usage": True}}
     stream = await get_adapter("gemini").stream_chat(upstream_http, fake_gemini.target(), body)
@@ -140,7 +139,7 @@ async def test_stream_crlf_sse(fake_gemini: FakeUpstream, upstream_http: httpx.A
 
 
 async def test_tool_call_signature_round_trip_for_gemini_3(
-    fake_gemini: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_gemini: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     target = fake_gemini.target("gemini-3-pro-preview")
     adapter = get_adapter("gemini")
@@ -164,7 +163,7 @@ async def test_tool_call_signature_round_trip_for_gemini_3(
     assert part["thoughtSignature"] == fake_signature("get_weather")
 
 
-async def test_stream_tool_calls(fake_gemini: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_stream_tool_calls(fake_gemini: FakeUpstream, upstream_http: UpstreamClient) -> None:
     fake_gemini.script(
         Behaviour(tool_calls=[("get_weather", {"city": "Oslo"}), ("get_weather", {"city": "Bergen"})])
     )
@@ -178,7 +177,7 @@ async def test_stream_tool_calls(fake_gemini: FakeUpstream, upstream_http: httpx
     assert stream.delivered_chars == sum(len(c["arguments"]) for c in calls.values())
 
 
-async def test_mid_stream_error_raises(fake_gemini: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_mid_stream_error_raises(fake_gemini: FakeUpstream, upstream_http: UpstreamClient) -> None:
     fake_gemini.script(Behaviour(text="abcdef", stream_error="backend unavailable"))
     stream = await get_adapter("gemini").stream_chat(
         upstream_http, fake_gemini.target(), CHAT | {"stream": True}
@@ -196,7 +195,7 @@ async def test_mid_stream_error_raises(fake_gemini: FakeUpstream, upstream_http:
     assert len(received) == 2
 
 
-async def test_invalid_key_maps_to_401(fake_gemini: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_invalid_key_maps_to_401(fake_gemini: FakeUpstream, upstream_http: UpstreamClient) -> None:
     with pytest.raises(UpstreamError) as caught:
         await get_adapter("gemini").chat(upstream_http, fake_gemini.target(api_key="AIza-wrong"), CHAT)
     assert (caught.value.status, caught.value.error_type, caught.value.retryable) == (
@@ -208,7 +207,7 @@ async def test_invalid_key_maps_to_401(fake_gemini: FakeUpstream, upstream_http:
 
 
 async def test_quota_error_is_retryable_with_retry_delay(
-    fake_gemini: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_gemini: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_gemini.fail(429, "Resource has been exhausted", retry_after=7)
     with pytest.raises(UpstreamError) as caught:
@@ -217,7 +216,7 @@ async def test_quota_error_is_retryable_with_retry_delay(
     assert caught.value.error_type == "rate_limit_error"
 
 
-async def test_embeddings(fake_gemini: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_embeddings(fake_gemini: FakeUpstream, upstream_http: UpstreamClient) -> None:
     target = fake_gemini.target("text-embedding-004")
     body = {"model": "x", "input": ["hello world", "bye"], "dimensions": 4}
     result = await get_adapter("gemini").embeddings(upstream_http, target, body)
@@ -241,7 +240,7 @@ async def test_embeddings(fake_gemini: FakeUpstream, upstream_http: httpx.AsyncC
     assert list(struct.unpack("<4f", raw)) == pytest.approx(answer["data"][0]["embedding"])
 
 
-async def test_completions_unsupported(fake_gemini: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_completions_unsupported(fake_gemini: FakeUpstream, upstream_http: UpstreamClient) -> None:
     with pytest.raises(UpstreamError) as caught:
         await get_adapter("gemini").completions(upstream_http, fake_gemini.target(), {"prompt": "x"})
     assert caught.value.status == 400

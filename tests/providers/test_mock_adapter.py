@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
 import pytest
 
 from portal.proxy.providers import get_adapter
-from portal.proxy.providers.base import Target, UpstreamError, Usage
+from portal.proxy.providers.base import Target, UpstreamClient, UpstreamError, Usage
 from portal.proxy.tokens import estimate_prompt_tokens, estimate_tokens
 
 from .helpers import DONE, drain, json_of
@@ -24,17 +23,23 @@ CHAT: dict[str, Any] = {
 }
 
 
-def _no_network(request: httpx.Request) -> httpx.Response:
-    raise AssertionError(f"mock provider made a network call to {request.url}")
+class _NoNetwork(UpstreamClient):
+    async def post(self, target: Target, url: str, headers: Mapping[str, str], content: bytes) -> Any:
+        raise AssertionError(f"mock provider made a network call to {url}")
+
+    async def open_stream(self, target: Target, url: str, headers: Mapping[str, str], content: bytes) -> Any:
+        raise AssertionError(f"mock provider made a network call to {url}")
 
 
 @pytest.fixture
-async def offline() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(_no_network)) as client:
-        yield client
+async def offline() -> AsyncIterator[UpstreamClient]:
+    client = _NoNetwork()
+    yield client
+    assert "not started" in repr(client)
+    await client.aclose()
 
 
-async def test_chat_is_deterministic(offline: httpx.AsyncClient) -> None:
+async def test_chat_is_deterministic(offline: UpstreamClient) -> None:
     adapter = get_adapter("mock")
     first = await adapter.chat(offline, MOCK, CHAT)
     second = await adapter.chat(offline, MOCK, CHAT)
@@ -48,7 +53,7 @@ async def test_chat_is_deterministic(offline: httpx.AsyncClient) -> None:
 
 
 async def test_long_prompt_is_truncated_in_answer_and_max_tokens_gives_length(
-    offline: httpx.AsyncClient,
+    offline: UpstreamClient,
 ) -> None:
     body = {"messages": [{"role": "user", "content": "word " * 100}], "max_tokens": 2}
     result = await get_adapter("mock").chat(offline, MOCK, body)
@@ -57,7 +62,7 @@ async def test_long_prompt_is_truncated_in_answer_and_max_tokens_gives_length(
     assert choice["message"]["content"] == "Mock res"
 
 
-async def test_stream_matches_chat(offline: httpx.AsyncClient) -> None:
+async def test_stream_matches_chat(offline: UpstreamClient) -> None:
     adapter = get_adapter("mock")
     body = CHAT | {"stream": True, "stream_options": {"include_usage": True}}
     stream = await adapter.stream_chat(offline, MOCK, body)
@@ -74,7 +79,7 @@ async def test_stream_matches_chat(offline: httpx.AsyncClient) -> None:
     assert stream.delivered_chars == len(drained.text)
 
 
-async def test_tool_choice_required_returns_a_tool_call(offline: httpx.AsyncClient) -> None:
+async def test_tool_choice_required_returns_a_tool_call(offline: UpstreamClient) -> None:
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
     result = await get_adapter("mock").chat(offline, MOCK, CHAT | {"tools": tools, "tool_choice": "required"})
     choice = json_of(result.body)["choices"][0]
@@ -86,7 +91,7 @@ async def test_tool_choice_required_returns_a_tool_call(offline: httpx.AsyncClie
     ("model", "status", "retryable"),
     [("mock-error-429", 429, True), ("mock-error-503", 503, True), ("mock-error-400", 400, False)],
 )
-async def test_scripted_errors(offline: httpx.AsyncClient, model: str, status: int, retryable: bool) -> None:
+async def test_scripted_errors(offline: UpstreamClient, model: str, status: int, retryable: bool) -> None:
     adapter = get_adapter("mock")
     for call in (adapter.chat, adapter.stream_chat, adapter.completions, adapter.embeddings):
         with pytest.raises(UpstreamError) as caught:
@@ -94,13 +99,13 @@ async def test_scripted_errors(offline: httpx.AsyncClient, model: str, status: i
         assert (caught.value.status, caught.value.retryable) == (status, retryable)
 
 
-async def test_slow_model_delays(offline: httpx.AsyncClient) -> None:
+async def test_slow_model_delays(offline: UpstreamClient) -> None:
     started = time.monotonic()
     await get_adapter("mock").chat(offline, Target("mock", "mock-slow-150"), CHAT)
     assert time.monotonic() - started >= 0.14
 
 
-async def test_completions(offline: httpx.AsyncClient) -> None:
+async def test_completions(offline: UpstreamClient) -> None:
     result = await get_adapter("mock").completions(offline, MOCK, {"prompt": "Once upon a time"})
     answer = json_of(result.body)
     assert answer["object"] == "text_completion"
@@ -108,7 +113,7 @@ async def test_completions(offline: httpx.AsyncClient) -> None:
     assert result.usage == Usage(4, estimate_tokens("Mock response to: Once upon a time"))
 
 
-async def test_embeddings_are_deterministic_unit_vectors(offline: httpx.AsyncClient) -> None:
+async def test_embeddings_are_deterministic_unit_vectors(offline: UpstreamClient) -> None:
     adapter = get_adapter("mock")
     first = json_of((await adapter.embeddings(offline, MOCK, {"input": ["a", "b"]})).body)
     again = json_of((await adapter.embeddings(offline, MOCK, {"input": "a"})).body)

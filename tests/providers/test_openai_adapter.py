@@ -5,11 +5,10 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-import httpx
 import pytest
 
 from portal.proxy.providers import get_adapter
-from portal.proxy.providers.base import UpstreamError, Usage
+from portal.proxy.providers.base import UpstreamClient, UpstreamError, Usage
 from tests.fakes import Behaviour, FakeUpstream
 
 from .helpers import DONE, drain, json_of
@@ -18,7 +17,7 @@ CHAT: dict[str, Any] = {"model": "client-alias", "messages": [{"role": "user", "
 
 
 async def test_chat_passes_body_through_and_reads_usage(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     body = CHAT | {
         "seed": 42,
@@ -49,7 +48,7 @@ async def test_chat_passes_body_through_and_reads_usage(
 
 
 async def test_chat_without_usage_reports_none(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_openai.script(Behaviour(omit_usage=True))
     result = await get_adapter("vllm").chat(upstream_http, fake_openai.target(provider="vllm"), CHAT)
@@ -58,7 +57,7 @@ async def test_chat_without_usage_reports_none(
 
 
 async def test_stream_injects_include_usage_and_strips_usage_chunk(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_openai.script(Behaviour(text="one two three four", chunks=4, prompt_tokens=20, completion_tokens=5))
 
@@ -78,7 +77,7 @@ async def test_stream_injects_include_usage_and_strips_usage_chunk(
 
 
 async def test_stream_keeps_usage_chunk_when_client_asked(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     body = CHAT | {"stream": True, "stream_options": {"include_usage": True, "include_obfuscation": False}}
     stream = await get_adapter("openai").stream_chat(upstream_http, fake_openai.target(), body)
@@ -91,7 +90,7 @@ async def test_stream_keeps_usage_chunk_when_client_asked(
 
 
 async def test_stream_without_upstream_usage_leaves_usage_unset(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_openai.script(Behaviour(omit_usage=True, text="abcdef"))
     stream = await get_adapter("openai").stream_chat(
@@ -103,7 +102,7 @@ async def test_stream_without_upstream_usage_leaves_usage_unset(
     assert drained.frames[-1] == DONE
 
 
-async def test_tool_calls_pass_through(fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_tool_calls_pass_through(fake_openai: FakeUpstream, upstream_http: UpstreamClient) -> None:
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
     fake_openai.script(Behaviour(tool_calls=[("get_weather", {"city": "Paris"})]))
 
@@ -115,7 +114,7 @@ async def test_tool_calls_pass_through(fake_openai: FakeUpstream, upstream_http:
 
 
 async def test_streamed_tool_call_arguments_count_as_delivered(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_openai.script(Behaviour(tool_calls=[("lookup", {"q": "portal gateway"})], chunks=3))
     stream = await get_adapter("openai").stream_chat(
@@ -139,7 +138,7 @@ async def test_streamed_tool_call_arguments_count_as_delivered(
     ],
 )
 async def test_upstream_errors_keep_status_and_message(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient, status: int, retryable: bool, error_type: str
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient, status: int, retryable: bool, error_type: str
 ) -> None:
     fake_openai.fail(status, "upstream says no")
     with pytest.raises(UpstreamError) as caught:
@@ -151,7 +150,7 @@ async def test_upstream_errors_keep_status_and_message(
 
 
 async def test_rate_limit_is_retryable_with_retry_after(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_openai.fail(429, retry_after=2)
     with pytest.raises(UpstreamError) as caught:
@@ -161,7 +160,7 @@ async def test_rate_limit_is_retryable_with_retry_after(
 
 
 async def test_stream_error_before_first_byte_raises(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_openai.fail(503)
     with pytest.raises(UpstreamError) as caught:
@@ -171,7 +170,7 @@ async def test_stream_error_before_first_byte_raises(
 
 
 async def test_wrong_key_is_authentication_error_without_echoing_key(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     target = fake_openai.target(api_key="sk-wrong-secret")
     with pytest.raises(UpstreamError) as caught:
@@ -182,9 +181,7 @@ async def test_wrong_key_is_authentication_error_without_echoing_key(
     assert caught.value.message.startswith("Incorrect API key")
 
 
-async def test_azure_url_and_api_key_header(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
-) -> None:
+async def test_azure_url_and_api_key_header(fake_openai: FakeUpstream, upstream_http: UpstreamClient) -> None:
     target = fake_openai.target(
         "prod-gpt4o", provider="azure", api_base=fake_openai.base_url + "/", api_version="2024-10-21"
     )
@@ -199,7 +196,7 @@ async def test_azure_url_and_api_key_header(
 
 
 async def test_azure_v1_api_and_extra_headers(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     target = fake_openai.target(
         "gpt-4.1",
@@ -217,7 +214,7 @@ async def test_azure_v1_api_and_extra_headers(
 
 
 async def test_azure_wrong_key_gets_azure_error(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     target = fake_openai.target("dep", provider="azure", api_base=fake_openai.base_url, api_key="bad")
     with pytest.raises(UpstreamError) as caught:
@@ -227,7 +224,7 @@ async def test_azure_wrong_key_gets_azure_error(
 
 
 async def test_ollama_base_without_v1_gets_it(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     target = fake_openai.target("llama3.2", provider="ollama", api_base=fake_openai.base_url)
     await get_adapter("ollama").chat(upstream_http, target, CHAT)
@@ -235,9 +232,7 @@ async def test_ollama_base_without_v1_gets_it(
     assert fake_openai.last.json["model"] == "llama3.2"
 
 
-async def test_completions_and_embeddings(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
-) -> None:
+async def test_completions_and_embeddings(fake_openai: FakeUpstream, upstream_http: UpstreamClient) -> None:
     adapter = get_adapter("openai")
     completion = await adapter.completions(
         upstream_http,
@@ -259,7 +254,7 @@ async def test_completions_and_embeddings(
     assert embedded.usage == Usage(4, 0)
 
 
-async def test_timeout_is_retryable_504(fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient) -> None:
+async def test_timeout_is_retryable_504(fake_openai: FakeUpstream, upstream_http: UpstreamClient) -> None:
     fake_openai.script(Behaviour(delay=1.0))
     with pytest.raises(UpstreamError) as caught:
         await get_adapter("openai").chat(upstream_http, fake_openai.target(timeout_s=0.2), CHAT)
@@ -267,7 +262,7 @@ async def test_timeout_is_retryable_504(fake_openai: FakeUpstream, upstream_http
 
 
 async def test_connection_refused_is_retryable_502(
-    upstream_http: httpx.AsyncClient, fake_openai: FakeUpstream
+    upstream_http: UpstreamClient, fake_openai: FakeUpstream
 ) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -278,9 +273,7 @@ async def test_connection_refused_is_retryable_502(
     assert (caught.value.status, caught.value.retryable) == (502, True)
 
 
-async def test_invalid_json_answer_is_502(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
-) -> None:
+async def test_invalid_json_answer_is_502(fake_openai: FakeUpstream, upstream_http: UpstreamClient) -> None:
     fake_openai.script(Behaviour(raw=b"<html>gateway</html>"))
     with pytest.raises(UpstreamError) as caught:
         await get_adapter("openai").chat(upstream_http, fake_openai.target(), CHAT)
@@ -288,7 +281,7 @@ async def test_invalid_json_answer_is_502(
 
 
 async def test_mid_stream_error_frame_is_passed_through(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
+    fake_openai: FakeUpstream, upstream_http: UpstreamClient
 ) -> None:
     fake_openai.script(Behaviour(text="abcdef", chunks=3, stream_error="model crashed"))
     stream = await get_adapter("openai").stream_chat(
@@ -300,9 +293,7 @@ async def test_mid_stream_error_frame_is_passed_through(
     assert stream.delivered_chars == 2
 
 
-async def test_early_close_releases_stream(
-    fake_openai: FakeUpstream, upstream_http: httpx.AsyncClient
-) -> None:
+async def test_early_close_releases_stream(fake_openai: FakeUpstream, upstream_http: UpstreamClient) -> None:
     fake_openai.script(Behaviour(text="x" * 50, chunks=10, chunk_delay=0.05))
     stream = await get_adapter("openai").stream_chat(
         upstream_http, fake_openai.target(), CHAT | {"stream": True}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
-import httpx
+import msgspec
 import pytest
 
 from portal.proxy.providers import PROVIDERS, get_adapter
+from portal.proxy.providers.client import UpstreamResponse
 from portal.proxy.providers.sse import iter_sse
 from portal.proxy.providers.transport import error_from_response
 from portal.proxy.tokens import estimate_prompt_tokens, estimate_tokens
@@ -55,25 +57,27 @@ async def test_sse_parser_handles_splits_crlf_comments_and_multiline() -> None:
     assert events == [(b"message_start", b'{"a":1}'), (b"", b"line1\nline2"), (b"", b"[DONE]")]
 
 
+def _json(value: Any) -> bytes:
+    return msgspec.json.encode(value)
+
+
 def test_error_mapping_of_odd_bodies() -> None:
-    plain = error_from_response(httpx.Response(502, text="Bad Gateway from nginx"))
+    plain = error_from_response(UpstreamResponse(502, {}, b"Bad Gateway from nginx"))
     assert (plain.status, plain.message, plain.retryable, plain.error_type) == (
         502,
         "Bad Gateway from nginx",
         True,
         "upstream_error",
     )
-    ollama = error_from_response(httpx.Response(404, json={"error": "model 'x' not found"}))
+    ollama = error_from_response(UpstreamResponse(404, {}, _json({"error": "model 'x' not found"})))
     assert (ollama.message, ollama.error_type, ollama.retryable) == (
         "model 'x' not found",
         "not_found_error",
         False,
     )
     dated = error_from_response(
-        httpx.Response(
-            503, headers={"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, json={"message": "down"}
-        )
+        UpstreamResponse(503, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, _json({"message": "down"}))
     )
     assert dated.retry_after == 0.0
-    millis = error_from_response(httpx.Response(429, headers={"retry-after-ms": "1500"}, json={}))
+    millis = error_from_response(UpstreamResponse(429, {"retry-after-ms": "1500"}, b"{}"))
     assert millis.retry_after == 1.5

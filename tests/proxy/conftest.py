@@ -8,23 +8,25 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from litestar import Litestar
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal import audit
 from portal.app import FastPath, create_app
-from portal.db.models import ApiKey, RequestLog, SubjectType
+from portal.db.models import ApiKey, BudgetKind, RequestLog, SubjectType
 from portal.grants.service import add_grant
 from portal.keys.service import create_key
+from portal.limits.budgets import set_budget
 from portal.proxy.gateway import Gateway
 from portal.tenants.service import create_tenant
-from tests.conftest import free_port, make_settings
+from tests.conftest import REDIS_URL, free_port, make_settings
 from tests.fakes.server import FakeUpstream
 
 ACTOR = audit.Actor(type="test", label="proxy tests")
@@ -182,6 +184,39 @@ class Running:
                 )
         return new.secret, new.key.id, tenant_id
 
+    async def budget(
+        self,
+        level: SubjectType,
+        subject_id: uuid.UUID,
+        amount: str,
+        *,
+        kind: BudgetKind = BudgetKind.USD,
+        period: str | None = "monthly",
+        soft_threshold: float | None = None,
+        webhook_url: str | None = None,
+    ) -> uuid.UUID:
+        """Set a budget and make the gateway see it at once; returns the budget id."""
+        async with self.sessions() as session, session.begin():
+            budget = await set_budget(
+                session,
+                ACTOR,
+                subject_type=level,
+                subject_id=subject_id,
+                amount=Decimal(amount),
+                kind=kind,
+                period=period,
+                soft_threshold=soft_threshold,
+                webhook_url=webhook_url,
+            )
+        self.gateway.invalidate()
+        return budget.id
+
+    async def limits(self, table: type[Any], subject_id: uuid.UUID, **values: Any) -> None:
+        """Set rate-limit columns on a tenant, user or key."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(update(table).where(table.id == subject_id).values(**values))
+        self.gateway.invalidate()
+
     async def logs(self, key_id: uuid.UUID) -> list[RequestLog]:
         await self.flush()
         async with self.sessions() as session:
@@ -215,6 +250,7 @@ async def serve(app: Litestar) -> tuple[str, uvicorn.Server, asyncio.Task[None]]
 
 @pytest.fixture(scope="session")
 async def running(
+    backend: str,
     database_url: str,
     sessions: async_sessionmaker[AsyncSession],
     fake_openai_server: FakeUpstream,
@@ -225,6 +261,7 @@ async def running(
     settings = make_settings(
         database_url,
         models=model_list(fake_openai_server, fake_anthropic_server, fake_gemini_server, fake_bedrock_server),
+        redis_url=REDIS_URL if backend == "postgresql" else None,
     )
     app = create_app(settings)
     url, server, task = await serve(app)

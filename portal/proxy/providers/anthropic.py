@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import msgspec
 
-from portal.proxy.providers.base import ChatResult, ProviderStream, Target, UpstreamError, Usage
+from portal.proxy.providers.base import (
+    ChatResult,
+    ProviderStream,
+    Target,
+    UpstreamClient,
+    UpstreamError,
+    Usage,
+)
+from portal.proxy.providers.client import UpstreamStreamResponse
 from portal.proxy.providers.inputs import (
     bad_request,
     content_parts,
@@ -24,7 +31,6 @@ from portal.proxy.providers.inputs import (
 )
 from portal.proxy.providers.shapes import ChunkEncoder, assistant_choice, chat_completion, new_id, tool_call
 from portal.proxy.providers.sse import DONE, iter_sse, new_stream
-from portal.proxy.providers.transport import open_stream, post, transport_error
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicAdapter", "to_messages_request"]
 
@@ -246,13 +252,13 @@ def _stream_error(error: _Error) -> UpstreamError:
 
 
 async def _relay(
-    response: httpx.Response, stream: ProviderStream, client_wants_usage: bool
+    response: UpstreamStreamResponse, stream: ProviderStream, client_wants_usage: bool
 ) -> AsyncIterator[bytes]:
     encoder: ChunkEncoder | None = None
     tool_indexes: dict[int, int] = {}
     cached: int | None = None
     try:
-        async for _name, data in iter_sse(response.aiter_bytes()):
+        async for _name, data in iter_sse(response.iter_chunks()):
             event = _decode_event(data)
             kind = event.type
             if kind == "content_block_delta" and event.delta is not None and encoder is not None:
@@ -296,8 +302,6 @@ async def _relay(
                 raise _stream_error(event.error or _Error())
     except msgspec.DecodeError:
         raise UpstreamError(502, "upstream sent an invalid stream event", retryable=True) from None
-    except httpx.HTTPError as exc:
-        raise transport_error(exc) from None
     finally:
         await response.aclose()
     if client_wants_usage and encoder is not None and stream.usage is not None:
@@ -317,26 +321,24 @@ class AnthropicAdapter:
             headers[name] = value
         return f"{base}/v1/messages", headers
 
-    async def chat(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def chat(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         request = to_messages_request(body, target.upstream_model, stream=False)
         url, headers = self._endpoint(target)
-        response = await post(client, target, url, headers, _encode(request))
+        response = await client.post(target, url, headers, _encode(request))
         return to_chat_completion(response.content)
 
     async def stream_chat(
-        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
+        self, client: UpstreamClient, target: Target, body: dict[str, Any]
     ) -> ProviderStream:
         request = to_messages_request(body, target.upstream_model, stream=True)
         options = body.get("stream_options")
         client_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         url, headers = self._endpoint(target)
-        response = await open_stream(client, target, url, headers, _encode(request))
+        response = await client.open_stream(target, url, headers, _encode(request))
         return new_stream(lambda stream: _relay(response, stream, client_wants_usage), response.aclose)
 
-    async def completions(
-        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
-    ) -> ChatResult:
+    async def completions(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         raise unsupported(self.name, "/v1/completions")
 
-    async def embeddings(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def embeddings(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         raise unsupported(self.name, "/v1/embeddings")

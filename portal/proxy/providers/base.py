@@ -2,9 +2,10 @@
 
 The proxy always talks OpenAI's wire format to its clients. An adapter turns an OpenAI-shaped request
 (already parsed into a ``dict``) into its provider's request, sends it with the shared
-``httpx.AsyncClient`` it is given, and turns the answer back into OpenAI-shaped bytes plus the usage
-it reported. Adapters hold no per-request state and never read credentials from the client request:
-everything about the upstream comes from the :class:`Target` the router resolved from the catalog.
+:class:`~portal.proxy.providers.client.UpstreamClient` it is given, and turns the answer back into
+OpenAI-shaped bytes plus the usage it reported. Adapters hold no per-request state and never read
+credentials from the client request: everything about the upstream comes from the :class:`Target` the
+router resolved from the catalog.
 
 Errors: every failure is raised as :class:`UpstreamError` with the upstream's HTTP status (or 502/504
 for transport failures) and a ``retryable`` flag the router uses for retries, cooldowns and fallbacks.
@@ -16,8 +17,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
-
 __all__ = [
     "ChatResult",
     "ProviderAdapter",
@@ -27,10 +26,6 @@ __all__ = [
     "UpstreamError",
     "Usage",
 ]
-
-
-UpstreamClient = httpx.AsyncClient
-"""The shared HTTP client adapters are given (one per process, keep-alive pooled)."""
 
 
 @dataclass(slots=True)
@@ -117,22 +112,25 @@ class ProviderAdapter(Protocol):
 
     name: str
 
-    async def chat(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def chat(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         """Non-streaming ``/v1/chat/completions``."""
         ...
 
     async def stream_chat(
-        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
+        self, client: UpstreamClient, target: Target, body: dict[str, Any]
     ) -> ProviderStream:
         """Streaming ``/v1/chat/completions``; raises :class:`UpstreamError` before any byte on failure."""
         ...
 
-    async def completions(
-        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
-    ) -> ChatResult:
+    async def completions(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         """Legacy ``/v1/completions`` (non-streaming)."""
         ...
 
-    async def embeddings(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def embeddings(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         """``/v1/embeddings``."""
         ...
+
+
+# The shared HTTP client adapters are given (one per process, keep-alive pooled). Imported last because
+# its module needs Target and UpstreamError from this one.
+from portal.proxy.providers.client import UpstreamClient  # noqa: E402

@@ -6,14 +6,21 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import msgspec
 from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
 from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from botocore.eventstream import EventStreamBuffer, ParserError  # type: ignore[import-untyped]
 
-from portal.proxy.providers.base import ChatResult, ProviderStream, Target, UpstreamError, Usage
+from portal.proxy.providers.base import (
+    ChatResult,
+    ProviderStream,
+    Target,
+    UpstreamClient,
+    UpstreamError,
+    Usage,
+)
+from portal.proxy.providers.client import UpstreamResponse, UpstreamStreamResponse
 from portal.proxy.providers.inputs import (
     bad_request,
     content_parts,
@@ -29,7 +36,6 @@ from portal.proxy.providers.inputs import (
 )
 from portal.proxy.providers.shapes import ChunkEncoder, assistant_choice, chat_completion, new_id, tool_call
 from portal.proxy.providers.sse import DONE, new_stream
-from portal.proxy.providers.transport import open_stream, post, transport_error
 
 __all__ = ["BedrockAdapter", "sign_headers", "to_converse_request"]
 
@@ -268,12 +274,12 @@ def _usage(usage: _Usage) -> Usage:
     return Usage(prompt, usage.outputTokens or 0)
 
 
-def _completion_id(response: httpx.Response) -> str:
+def _completion_id(response: UpstreamResponse | UpstreamStreamResponse) -> str:
     request_id = response.headers.get("x-amzn-requestid")
     return "chatcmpl-" + request_id if request_id else new_id()
 
 
-def to_chat_completion(response: httpx.Response, model: str) -> ChatResult:
+def to_chat_completion(response: UpstreamResponse, model: str) -> ChatResult:
     """Translate a Converse answer into an OpenAI ``chat.completion``."""
     try:
         answer = _decode_converse(response.content)
@@ -311,14 +317,14 @@ def _stream_exception(headers: dict[str, Any], payload: bytes) -> UpstreamError:
 
 
 async def _relay(
-    response: httpx.Response, stream: ProviderStream, model: str, client_wants_usage: bool
+    response: UpstreamStreamResponse, stream: ProviderStream, model: str, client_wants_usage: bool
 ) -> AsyncIterator[bytes]:
     encoder = ChunkEncoder(_completion_id(response), model)
     tool_indexes: dict[int, int] = {}
     cached: int | None = None
     buffer = EventStreamBuffer()
     try:
-        async for data in response.aiter_bytes():
+        async for data in response.iter_chunks():
             buffer.add_data(data)
             for message in buffer:
                 headers: dict[str, Any] = message.headers
@@ -350,8 +356,6 @@ async def _relay(
                     cached = event.usage.cacheReadInputTokens
     except (msgspec.DecodeError, ParserError):
         raise UpstreamError(502, "upstream sent an invalid event stream", retryable=True) from None
-    except httpx.HTTPError as exc:
-        raise transport_error(exc) from None
     finally:
         await response.aclose()
     if client_wants_usage and stream.usage is not None:
@@ -362,29 +366,27 @@ async def _relay(
 class BedrockAdapter:
     name = "bedrock"
 
-    async def chat(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def chat(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         url = _url(target, "converse")
         content = _encode(to_converse_request(body))
         headers = sign_headers(target, url, content, "application/json")
-        response = await post(client, target, url, headers, content)
+        response = await client.post(target, url, headers, content)
         return to_chat_completion(response, target.upstream_model)
 
     async def stream_chat(
-        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
+        self, client: UpstreamClient, target: Target, body: dict[str, Any]
     ) -> ProviderStream:
         url = _url(target, "converse-stream")
         content = _encode(to_converse_request(body))
         headers = sign_headers(target, url, content, EVENT_STREAM)
         options = body.get("stream_options")
         client_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        response = await open_stream(client, target, url, headers, content)
+        response = await client.open_stream(target, url, headers, content)
         model = target.upstream_model
         return new_stream(lambda stream: _relay(response, stream, model, client_wants_usage), response.aclose)
 
-    async def completions(
-        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
-    ) -> ChatResult:
+    async def completions(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         raise unsupported(self.name, "/v1/completions")
 
-    async def embeddings(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def embeddings(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         raise unsupported(self.name, "/v1/embeddings")

@@ -10,10 +10,17 @@ import mimetypes
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import msgspec
 
-from portal.proxy.providers.base import ChatResult, ProviderStream, Target, UpstreamError, Usage
+from portal.proxy.providers.base import (
+    ChatResult,
+    ProviderStream,
+    Target,
+    UpstreamClient,
+    UpstreamError,
+    Usage,
+)
+from portal.proxy.providers.client import UpstreamStreamResponse
 from portal.proxy.providers.inputs import (
     bad_request,
     content_parts,
@@ -37,7 +44,6 @@ from portal.proxy.providers.shapes import (
     tool_call,
 )
 from portal.proxy.providers.sse import DONE, iter_sse, new_stream
-from portal.proxy.providers.transport import open_stream, post, transport_error
 from portal.proxy.tokens import estimate_tokens
 
 __all__ = ["GeminiAdapter", "to_gemini_request"]
@@ -303,14 +309,14 @@ def _stream_error(error: _Error) -> UpstreamError:
 
 
 async def _relay(
-    response: httpx.Response, stream: ProviderStream, model: str, client_wants_usage: bool
+    response: UpstreamStreamResponse, stream: ProviderStream, model: str, client_wants_usage: bool
 ) -> AsyncIterator[bytes]:
     encoder: ChunkEncoder | None = None
     started: set[int] = set()
     tool_counts: dict[int, int] = {}
     cached: int | None = None
     try:
-        async for _name, data in iter_sse(response.aiter_bytes()):
+        async for _name, data in iter_sse(response.iter_chunks()):
             chunk = _decode_response(data)
             if chunk.error is not None:
                 raise _stream_error(chunk.error)
@@ -346,8 +352,6 @@ async def _relay(
                     yield encoder.delta({}, finish, index)
     except msgspec.DecodeError:
         raise UpstreamError(502, "upstream sent an invalid stream event", retryable=True) from None
-    except httpx.HTTPError as exc:
-        raise transport_error(exc) from None
     finally:
         await response.aclose()
     if client_wants_usage and encoder is not None and stream.usage is not None:
@@ -372,27 +376,25 @@ class GeminiAdapter:
             headers[name] = value
         return f"{base}/{version}/{_resource(target.upstream_model)}:{method}", headers
 
-    async def chat(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def chat(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         url, headers = self._url(target, "generateContent")
-        response = await post(client, target, url, headers, _encode(to_gemini_request(body)))
+        response = await client.post(target, url, headers, _encode(to_gemini_request(body)))
         return to_chat_completion(response.content, target.upstream_model)
 
     async def stream_chat(
-        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
+        self, client: UpstreamClient, target: Target, body: dict[str, Any]
     ) -> ProviderStream:
         url, headers = self._url(target, "streamGenerateContent?alt=sse")
         options = body.get("stream_options")
         client_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        response = await open_stream(client, target, url, headers, _encode(to_gemini_request(body)))
+        response = await client.open_stream(target, url, headers, _encode(to_gemini_request(body)))
         model = target.upstream_model
         return new_stream(lambda stream: _relay(response, stream, model, client_wants_usage), response.aclose)
 
-    async def completions(
-        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
-    ) -> ChatResult:
+    async def completions(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         raise unsupported(self.name, "/v1/completions")
 
-    async def embeddings(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def embeddings(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         texts = embedding_texts(body, self.name)
         url, headers = self._url(target, "batchEmbedContents")
         model_ref = _resource(target.upstream_model)
@@ -403,7 +405,7 @@ class GeminiAdapter:
             if isinstance(dimensions, int):
                 request["outputDimensionality"] = dimensions
             requests.append(request)
-        response = await post(client, target, url, headers, _encode({"requests": requests}))
+        response = await client.post(target, url, headers, _encode({"requests": requests}))
         try:
             vectors = [e.values for e in _decode_embeddings(response.content).embeddings]
         except msgspec.DecodeError:

@@ -13,10 +13,16 @@ import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import msgspec
 
-from portal.proxy.providers.base import ChatResult, ProviderStream, Target, UpstreamError, Usage
+from portal.proxy.providers.base import (
+    ChatResult,
+    ProviderStream,
+    Target,
+    UpstreamClient,
+    UpstreamError,
+    Usage,
+)
 from portal.proxy.providers.inputs import (
     content_text,
     embedding_texts,
@@ -140,7 +146,7 @@ async def _relay(
 class MockAdapter:
     name = "mock"
 
-    async def chat(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def chat(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         await _behave(target)
         text, calls, finish = _reply(body)
         usage = _usage(body, text, calls)
@@ -149,16 +155,14 @@ class MockAdapter:
         return ChatResult(chat_completion(completion_id, target.upstream_model, [choice], usage), usage)
 
     async def stream_chat(
-        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
+        self, client: UpstreamClient, target: Target, body: dict[str, Any]
     ) -> ProviderStream:
         await _behave(target)
         completion_id = "chatcmpl-mock-" + _digest(mock_answer(body))
         model = target.upstream_model
         return new_stream(lambda stream: _relay(stream, body, model, completion_id))
 
-    async def completions(
-        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
-    ) -> ChatResult:
+    async def completions(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         await _behave(target)
         text = mock_answer(body)
         usage = Usage(estimate_prompt_tokens(body), estimate_tokens(text))
@@ -176,7 +180,7 @@ class MockAdapter:
         }
         return ChatResult(msgspec.json.encode(answer), usage)
 
-    async def embeddings(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def embeddings(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         await _behave(target)
         texts = embedding_texts(body, self.name)
         dimensions = body.get("dimensions")

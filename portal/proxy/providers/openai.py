@@ -6,19 +6,27 @@ answers are passed through byte for byte while usage is read with minimal msgspe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
 import msgspec
+from multidict import CIMultiDict, CIMultiDictProxy
 
-from portal.proxy.providers.base import ChatResult, ProviderStream, Target, UpstreamError, Usage
+from portal.proxy.providers.base import (
+    ChatResult,
+    ProviderStream,
+    Target,
+    UpstreamClient,
+    UpstreamError,
+    Usage,
+)
+from portal.proxy.providers.client import UpstreamStreamResponse
 from portal.proxy.providers.sse import DONE, frame, iter_sse, new_stream
-from portal.proxy.providers.transport import open_stream, post, transport_error
 
 __all__ = ["AZURE_API_VERSION", "OpenAIAdapter"]
 
 AZURE_API_VERSION = "2024-10-21"
+_MAX_CACHED_ENDPOINTS = 4096
 
 
 class _Usage(msgspec.Struct):
@@ -83,10 +91,10 @@ def _chunk_chars(chunk: _Chunk) -> int:
 
 
 async def _relay(
-    response: httpx.Response, stream: ProviderStream, client_wants_usage: bool
+    response: UpstreamStreamResponse, stream: ProviderStream, client_wants_usage: bool
 ) -> AsyncIterator[bytes]:
     try:
-        async for _event, data in iter_sse(response.aiter_bytes()):
+        async for _event, data in iter_sse(response.iter_chunks()):
             if data == b"[DONE]":
                 break
             try:
@@ -100,8 +108,6 @@ async def _relay(
                     continue
             stream.delivered_chars += _chunk_chars(chunk)
             yield frame(data)
-    except httpx.HTTPError as exc:
-        raise transport_error(exc) from None
     finally:
         await response.aclose()
     yield DONE
@@ -114,8 +120,23 @@ class OpenAIAdapter:
         self.name = name
         self._default_api_base = default_api_base
         self._azure = azure
+        self._endpoints: dict[tuple[int, str], tuple[Target, str, Mapping[str, str]]] = {}
 
-    def _endpoint(self, target: Target, operation: str) -> tuple[str, dict[str, str]]:
+    def _endpoint(self, target: Target, operation: str) -> tuple[str, Mapping[str, str]]:
+        """URL and (read-only) headers for ``operation``, built once per target: targets are long-lived
+        catalog entries, and a ready multidict spares aiohttp a conversion per request."""
+        key = (id(target), operation)
+        cached = self._endpoints.get(key)
+        if cached is not None and cached[0] is target:
+            return cached[1], cached[2]
+        url, headers = self._build_endpoint(target, operation)
+        if len(self._endpoints) >= _MAX_CACHED_ENDPOINTS:
+            self._endpoints.clear()
+        frozen = CIMultiDictProxy(CIMultiDict(headers))
+        self._endpoints[key] = (target, url, frozen)
+        return url, frozen
+
+    def _build_endpoint(self, target: Target, operation: str) -> tuple[str, dict[str, str]]:
         base = (target.api_base or self._default_api_base or "").rstrip("/")
         if not base:
             raise UpstreamError(
@@ -141,7 +162,7 @@ class OpenAIAdapter:
         return url, headers
 
     async def _call(
-        self, client: httpx.AsyncClient, target: Target, operation: str, body: dict[str, Any]
+        self, client: UpstreamClient, target: Target, operation: str, body: dict[str, Any]
     ) -> ChatResult:
         payload = dict(body)
         payload["model"] = target.upstream_model
@@ -149,7 +170,7 @@ class OpenAIAdapter:
             payload["stream"] = False
         payload.pop("stream_options", None)
         url, headers = self._endpoint(target, operation)
-        response = await post(client, target, url, headers, _encode(payload))
+        response = await client.post(target, url, headers, _encode(payload))
         content = response.content
         try:
             envelope = _decode_envelope(content)
@@ -157,19 +178,17 @@ class OpenAIAdapter:
             raise UpstreamError(502, "upstream returned invalid JSON", retryable=True) from None
         return ChatResult(content, _usage(envelope.usage) if envelope.usage is not None else None)
 
-    async def chat(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def chat(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         return await self._call(client, target, "chat/completions", body)
 
-    async def completions(
-        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
-    ) -> ChatResult:
+    async def completions(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         return await self._call(client, target, "completions", body)
 
-    async def embeddings(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def embeddings(self, client: UpstreamClient, target: Target, body: dict[str, Any]) -> ChatResult:
         return await self._call(client, target, "embeddings", body)
 
     async def stream_chat(
-        self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]
+        self, client: UpstreamClient, target: Target, body: dict[str, Any]
     ) -> ProviderStream:
         payload = dict(body)
         payload["model"] = target.upstream_model
@@ -182,5 +201,5 @@ class OpenAIAdapter:
             client_wants_usage = False
             payload["stream_options"] = {"include_usage": True}
         url, headers = self._endpoint(target, "chat/completions")
-        response = await open_stream(client, target, url, headers, _encode(payload))
+        response = await client.open_stream(target, url, headers, _encode(payload))
         return new_stream(lambda stream: _relay(response, stream, client_wants_usage), response.aclose)

@@ -1,19 +1,25 @@
-"""HTTP plumbing shared by the adapters: timeouts, sending, and mapping failures to UpstreamError."""
+"""Mapping upstream failures to UpstreamError, shared by the client and the adapters.
+
+The HTTP client itself is :class:`~portal.proxy.providers.client.UpstreamClient`; :func:`post` and
+:func:`open_stream` here only delegate to it.
+"""
 
 from __future__ import annotations
 
 import email.utils
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from portal.proxy.providers.base import Target, UpstreamError
 
+if TYPE_CHECKING:
+    from portal.proxy.providers.client import UpstreamClient, UpstreamResponse, UpstreamStreamResponse
+
 __all__ = ["error_from_response", "open_stream", "post", "transport_error"]
 
-_TIMEOUTS: dict[float, httpx.Timeout] = {}
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 _DEFAULT_TYPES = {
     400: "invalid_request_error",
@@ -29,17 +35,9 @@ _DEFAULT_TYPES = {
 _MAX_MESSAGE = 2000
 
 
-def _timeout(target: Target) -> httpx.Timeout:
-    timeout = _TIMEOUTS.get(target.timeout_s)
-    if timeout is None:
-        timeout = httpx.Timeout(target.timeout_s, connect=min(target.timeout_s, 10.0))
-        _TIMEOUTS[target.timeout_s] = timeout
-    return timeout
-
-
-def transport_error(exc: httpx.HTTPError) -> UpstreamError:
+def transport_error(exc: BaseException) -> UpstreamError:
     """Map a transport failure (no HTTP answer, or a broken stream) to a retryable 502/504."""
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, TimeoutError):
         return UpstreamError(
             504, f"upstream timed out ({type(exc).__name__})", error_type="timeout", retryable=True
         )
@@ -47,7 +45,7 @@ def transport_error(exc: httpx.HTTPError) -> UpstreamError:
     return UpstreamError(502, f"upstream connection failed: {detail}", retryable=True)
 
 
-def _retry_after(headers: httpx.Headers, details: Any) -> float | None:
+def _retry_after(headers: Mapping[str, str], details: Any) -> float | None:
     value = headers.get("retry-after-ms")
     if value:
         try:
@@ -80,9 +78,9 @@ def _is_type_name(value: Any) -> bool:
     return isinstance(value, str) and bool(value) and value.islower()
 
 
-def error_from_response(response: httpx.Response) -> UpstreamError:
+def error_from_response(response: UpstreamResponse) -> UpstreamError:
     """Build an :class:`UpstreamError` from an HTTP error answer in any provider's error shape."""
-    status = response.status_code
+    status = response.status
     message: str | None = None
     error_type: str | None = None
     details: Any = None
@@ -108,7 +106,7 @@ def error_from_response(response: httpx.Response) -> UpstreamError:
         if "API_KEY_INVALID" in reasons:
             status = 401
     if message is None:
-        message = response.text.strip()[:_MAX_MESSAGE] or response.reason_phrase or f"HTTP {status}"
+        message = response.text.strip()[:_MAX_MESSAGE] or response.reason or f"HTTP {status}"
     if error_type is None:
         error_type = _DEFAULT_TYPES.get(status, "upstream_error")
     retryable = status >= 500 or status in _RETRYABLE_4XX
@@ -122,33 +120,14 @@ def error_from_response(response: httpx.Response) -> UpstreamError:
 
 
 async def post(
-    client: httpx.AsyncClient, target: Target, url: str, headers: dict[str, str], content: bytes
-) -> httpx.Response:
-    """POST and return a successful response; raise :class:`UpstreamError` otherwise."""
-    try:
-        response = await client.post(url, content=content, headers=headers, timeout=_timeout(target))
-    except httpx.HTTPError as exc:
-        raise transport_error(exc) from None
-    if response.status_code >= 400:
-        raise error_from_response(response)
-    return response
+    client: UpstreamClient, target: Target, url: str, headers: Mapping[str, str], content: bytes
+) -> UpstreamResponse:
+    """POST and return a successful, fully read response; raise :class:`UpstreamError` otherwise."""
+    return await client.post(target, url, headers, content)
 
 
 async def open_stream(
-    client: httpx.AsyncClient, target: Target, url: str, headers: dict[str, str], content: bytes
-) -> httpx.Response:
+    client: UpstreamClient, target: Target, url: str, headers: Mapping[str, str], content: bytes
+) -> UpstreamStreamResponse:
     """POST and return a successful response whose body is still unread (the caller must close it)."""
-    request = client.build_request("POST", url, content=content, headers=headers, timeout=_timeout(target))
-    try:
-        response = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        raise transport_error(exc) from None
-    if response.status_code >= 400:
-        try:
-            await response.aread()
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from None
-        finally:
-            await response.aclose()
-        raise error_from_response(response)
-    return response
+    return await client.open_stream(target, url, headers, content)
