@@ -58,7 +58,9 @@ def _plain_timeout(seconds: float) -> aiohttp.ClientTimeout:
 def _stream_timeout(seconds: float) -> aiohttp.ClientTimeout:
     timeout = _STREAM_TIMEOUTS.get(seconds)
     if timeout is None:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(seconds, 10.0), sock_read=seconds)
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=seconds, sock_connect=min(seconds, 10.0), sock_read=seconds
+        )
         _STREAM_TIMEOUTS[seconds] = timeout
     return timeout
 
@@ -242,7 +244,8 @@ class UpstreamClient:
     ) -> UpstreamStreamResponse:
         """POST ``content`` and return the successful answer with its body unread (``aclose`` it).
 
-        ``target.timeout_s`` bounds connecting and each wait for data, not the whole stream.
+        ``target.timeout_s`` bounds getting a connection (10 s at most to connect) and each wait for
+        data, not the whole stream.
         Raises ``UpstreamError`` like :meth:`post`, before any body byte is handed out.
         """
         session = self._session or self._open()
