@@ -71,6 +71,36 @@ models:
 api_keys:
   - key: sk-bench-key-0123456789abcdef
     allowed_models: ["*"]
+{limits}"""
+
+LIMITS_YAML = """\
+    limits:
+      req_per_min: 100000000
+      tokens_per_min: 100000000000
+"""
+
+BUDGET_SNIPPET = """
+import asyncio, sys
+from decimal import Decimal
+from sqlalchemy import select
+from portal import audit
+from portal.config import load_settings
+from portal.db.engine import create_engine, create_session_factory
+from portal.db.models import ApiKey, SubjectType
+from portal.keys.secrets import hash_key
+from portal.limits.budgets import set_budget
+
+async def main() -> None:
+    settings = load_settings()
+    engine = create_engine(settings)
+    async with create_session_factory(engine)() as session, session.begin():
+        key = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(sys.argv[1])))
+        assert key is not None, "bench key not registered"
+        await set_budget(session, audit.Actor(type="cli", label="benchmark"), subject_type=SubjectType.KEY,
+                         subject_id=key.id, amount=Decimal(1_000_000), period="monthly")
+    await engine.dispose()
+
+asyncio.run(main())
 """
 
 
@@ -500,6 +530,25 @@ class Bench:
         self.gateway_state = GatewayState()
         self.gateway_log = workdir / "gateway.log"
         self.current_delay_ms = -1.0
+        self.pg_database = f"portal_bench_{secrets.token_hex(4)}"
+
+    def drop_database(self) -> None:
+        """Drop the benchmark's PostgreSQL database (no-op for SQLite)."""
+        if self.args.database == "postgres":
+            subprocess.run(  # noqa: S603
+                [  # noqa: S607
+                    "psql",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-c",
+                    f'DROP DATABASE IF EXISTS "{self.pg_database}" WITH (FORCE)',
+                ],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
 
     # -- upstream -------------------------------------------------------------------------------
 
@@ -549,11 +598,18 @@ class Bench:
 
     # -- gateway --------------------------------------------------------------------------------
 
+    def database_url(self) -> str:
+        if self.args.database == "postgres":
+            return f"postgresql://postgres@127.0.0.1:5432/{self.pg_database}"
+        return f"sqlite:///{self.workdir / 'bench.db'}"
+
     def gateway_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+        if self.args.redis:
+            env["PORTAL_REDIS_URL"] = "redis://127.0.0.1:6379/14"
         env.update(
             {
-                "PORTAL_DATABASE_URL": f"sqlite:///{self.workdir / 'bench.db'}",
+                "PORTAL_DATABASE_URL": self.database_url(),
                 "PORTAL_DATA_DIR": str(self.workdir),
                 "PORTAL_SECRET_KEY": secrets.token_urlsafe(36)[:48],
                 "PORTAL_LOG_LEVEL": "warning",
@@ -575,7 +631,20 @@ class Bench:
         if not self.uv:
             state.reason = "uv not found (neither $UV nor uv on PATH)"
             return
-        (self.workdir / "portal.yaml").write_text(CONFIG_YAML.format(upstream_port=self.upstream_port))
+        limits = LIMITS_YAML if self.args.limits else ""
+        (self.workdir / "portal.yaml").write_text(
+            CONFIG_YAML.format(upstream_port=self.upstream_port, limits=limits)
+        )
+        if self.args.database == "postgres":
+            created = subprocess.run(  # noqa: S603 (psql from PATH, fixed arguments)
+                ["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f'CREATE DATABASE "{self.pg_database}"'],  # noqa: S607
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            if created.returncode != 0:
+                state.reason = f"could not create the PostgreSQL database: {created.stderr.decode()[-500:]}"
+                return
         env = self.gateway_env()
         started = time.monotonic()
         try:
@@ -617,6 +686,18 @@ class Bench:
             state.reason = f"/readyz did not answer 200 within {self.args.startup_timeout:.0f} s ({last})"
             state.log_tail = self.log_tail()
             return
+        if self.args.limits:
+            budget = subprocess.run(  # noqa: S603
+                [self.uv, "run", "python", "-c", BUDGET_SNIPPET, CLIENT_KEY],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
+            if budget.returncode != 0:
+                state.reason = f"could not set the bench budget: {budget.stderr.decode()[-800:]}"
+                return
         state.startup_s = time.monotonic() - started
         print(
             f"gateway    {self.gateway_url}  (pid {self.gateway.pid}, cpu{self.args.gateway_cpu}, "
@@ -1005,6 +1086,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--load-cpu", type=int, default=1, help="CPU for upstream, wrk and py-spy (1)")
     parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for /readyz")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (DB, logs)")
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="gateway database: a SQLite file (default) or a fresh PostgreSQL database on 127.0.0.1",
+    )
+    parser.add_argument("--redis", action="store_true", help="limits backend in Redis (127.0.0.1:6379/14)")
+    parser.add_argument(
+        "--limits",
+        action="store_true",
+        help="give the bench key a budget and rate limits (checked on every call, never refusing)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.runs = 3.0, 1
@@ -1085,6 +1178,7 @@ def run(args: argparse.Namespace, procs: Processes) -> int:
         if bench.gateway is not None and not bench.gateway_state.log_tail:
             bench.gateway_state.log_tail = bench.log_tail(10)
         procs.stop_all()
+        bench.drop_database()
         if args.keep_tmp:
             print(f"temporary files kept in {workdir}")
         else:

@@ -47,16 +47,23 @@ class Drained:
         return calls
 
 
+def split_frames(item: bytes) -> list[bytes]:
+    """The SSE frames in one yielded item (an adapter may yield several complete frames at once)."""
+    assert item.startswith(b"data: "), item
+    assert item.endswith(b"\n\n"), item
+    return [part + b"\n\n" for part in item[:-2].split(b"\n\n")]
+
+
 async def drain(stream: ProviderStream) -> Drained:
     """Read every frame, check each is a complete SSE data frame, and parse the JSON ones."""
     drained = Drained(frames=[])
     try:
-        async for frame in stream.events:
-            assert frame.startswith(b"data: "), frame
-            assert frame.endswith(b"\n\n"), frame
-            drained.frames.append(frame)
-            if frame != DONE:
-                drained.chunks.append(msgspec.json.decode(frame[6:-2]))
+        async for item in stream.events:
+            for frame in split_frames(item):
+                assert frame.startswith(b"data: "), frame
+                drained.frames.append(frame)
+                if frame != DONE:
+                    drained.chunks.append(msgspec.json.decode(frame[6:-2]))
     finally:
         await stream.aclose()
     return drained
@@ -64,8 +71,8 @@ async def drain(stream: ProviderStream) -> Drained:
 
 async def read_into(stream: ProviderStream, sink: list[bytes]) -> None:
     """Append every frame to ``sink`` (which keeps what arrived if iterating raises)."""
-    async for frame in stream.events:
-        sink.append(frame)
+    async for item in stream.events:
+        sink.extend(split_frames(item))
 
 
 def json_of(body: bytes) -> Any:

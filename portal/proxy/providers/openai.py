@@ -21,7 +21,7 @@ from portal.proxy.providers.base import (
     Usage,
 )
 from portal.proxy.providers.client import UpstreamStreamResponse
-from portal.proxy.providers.sse import DONE, frame, iter_sse, new_stream
+from portal.proxy.providers.sse import DONE, frame, iter_sse_batches, new_stream
 
 __all__ = ["AZURE_API_VERSION", "OpenAIAdapter"]
 
@@ -93,21 +93,32 @@ def _chunk_chars(chunk: _Chunk) -> int:
 async def _relay(
     response: UpstreamStreamResponse, stream: ProviderStream, client_wants_usage: bool
 ) -> AsyncIterator[bytes]:
+    """Forward the upstream's frames, one write per network read, keeping usage and counts current."""
+    done = False
     try:
-        async for _event, data in iter_sse(response.iter_chunks()):
-            if data == b"[DONE]":
-                break
-            try:
-                chunk = _decode_chunk(data)
-            except msgspec.DecodeError:
-                yield frame(data)
-                continue
-            if chunk.usage is not None:
-                stream.usage = _usage(chunk.usage)
-                if not chunk.choices and not client_wants_usage:
+        async for batch in iter_sse_batches(response.iter_chunks()):
+            out: list[bytes] = []
+            for _event, data in batch:
+                if data == b"[DONE]":
+                    done = True
+                    break
+                try:
+                    chunk = _decode_chunk(data)
+                except msgspec.DecodeError:
+                    out.append(frame(data))
                     continue
-            stream.delivered_chars += _chunk_chars(chunk)
-            yield frame(data)
+                if chunk.usage is not None:
+                    stream.usage = _usage(chunk.usage)
+                    if not chunk.choices and not client_wants_usage:
+                        continue
+                stream.delivered_chars += _chunk_chars(chunk)
+                out.append(frame(data))
+            if done:
+                out.append(DONE)
+            if out:
+                yield b"".join(out)
+            if done:
+                return
     finally:
         await response.aclose()
     yield DONE

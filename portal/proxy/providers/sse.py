@@ -7,7 +7,7 @@ from typing import Any
 
 from portal.proxy.providers.base import ProviderStream
 
-__all__ = ["DONE", "frame", "iter_sse", "new_stream"]
+__all__ = ["DONE", "frame", "iter_sse", "iter_sse_batches", "new_stream"]
 
 DONE = b"data: [DONE]\n\n"
 
@@ -39,6 +39,14 @@ def _parse_block(block: bytes) -> tuple[bytes, bytes] | None:
 
 async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bytes]]:
     """Yield ``(event_name, data)`` for each SSE event; ``event_name`` is ``b""`` when not given."""
+    async for batch in iter_sse_batches(chunks):
+        for event in batch:
+            yield event
+
+
+async def iter_sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+    """Like :func:`iter_sse`, but every complete event of one network read at once, so a relay can
+    forward them to its client in one write."""
     buffer = b""
     crlf = False
     async for chunk in chunks:
@@ -47,17 +55,20 @@ async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, b
             crlf = True
             buffer = buffer.replace(b"\r\n", b"\n")
         start = 0
+        batch: list[tuple[bytes, bytes]] = []
         while (end := buffer.find(b"\n\n", start)) >= 0:
             parsed = _parse_block(buffer[start:end])
             start = end + 2
             if parsed is not None:
-                yield parsed
+                batch.append(parsed)
         buffer = buffer[start:]
+        if batch:
+            yield batch
     rest = buffer.strip()
     if rest:
         parsed = _parse_block(rest)
         if parsed is not None:
-            yield parsed
+            yield [parsed]
 
 
 class _NoEvents:
