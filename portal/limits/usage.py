@@ -24,7 +24,7 @@ async def persist_budget_usage(session: AsyncSession, records: list[CallRecord])
     """Add the batch's cost and tokens to the matching budgets (one UPDATE per subject and kind)."""
     totals: dict[tuple[str, uuid.UUID], list[CallRecord]] = defaultdict(list)
     for record in records:
-        if record.cost == 0 and record.prompt_tokens + record.completion_tokens == 0:
+        if not record.budgeted or (record.cost == 0 and record.prompt_tokens + record.completion_tokens == 0):
             continue
         for level, subject in (
             ("key", record.api_key_id),

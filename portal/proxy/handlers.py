@@ -113,8 +113,9 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
-    """(api key, request id, client ip) from the request headers."""
-    key = rid = forwarded = None
+    """(api key, request id, client ip); the server already resolved ``X-Forwarded-For`` from trusted
+    proxies into ``scope["client"]``."""
+    key = rid = None
     for name, value in scope["headers"]:
         if name == b"authorization":
             text = value.decode("latin-1").strip()
@@ -127,7 +128,7 @@ def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
             if _REQUEST_ID.match(candidate):
                 rid = candidate
     client = scope.get("client")
-    return key, rid, forwarded or (client[0] if client else None)
+    return key, rid, client[0] if client else None
 
 
 async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
@@ -419,6 +420,7 @@ class ProxyApp:
 
 
 def _attribute(record: CallRecord, principal: Principal) -> None:
+    record.budgeted = bool(principal.plan.budgets)
     record.api_key_id = principal.key_id
     record.key_prefix = principal.key_prefix
     record.tenant_id = principal.tenant_id

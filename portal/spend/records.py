@@ -38,6 +38,8 @@ class CallRecord:
     estimated: bool = False
     attempts: int = 1
     client_ip: str | None = None
+    budgeted: bool = False
+    """Whether any level of the caller has a budget (only then is ``budgets.used`` updated)."""
 
     @property
     def is_error(self) -> bool:

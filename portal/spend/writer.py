@@ -1,7 +1,7 @@
 """The batched writer: request logs, daily rollups and lifetime spend, written off the request path.
 
 The proxy calls :meth:`SpendWriter.submit` (no I/O, no await). A background task writes what has
-accumulated every ``interval_s`` or as soon as ``batch_size`` records wait, in ONE transaction per
+accumulated every ``interval_s`` (1 s) or as soon as ``batch_size`` records wait, in ONE transaction per
 batch: the request-log rows, an atomic increment of each ``spend_daily`` bucket (upsert), and
 increments of ``spend_total`` on the tenants, users and keys involved (plus their ``last_used_at``).
 Increments, not read-modify-write, so any number of instances can write at once and totals stay exact.
@@ -195,7 +195,7 @@ class SpendWriter:
         self,
         sessions: async_sessionmaker[AsyncSession],
         *,
-        interval_s: float = 0.25,
+        interval_s: float = 1.0,
         batch_size: int = 500,
         max_pending: int = 200_000,
         hooks: Iterable[BatchHook] = (),

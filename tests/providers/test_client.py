@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -73,7 +74,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         pass
     finally:
         if writer.can_write_eof() and not writer.is_closing():
-            writer.write_eof()
+            with contextlib.suppress(OSError):
+                writer.write_eof()
 
 
 @pytest.fixture
