@@ -25,6 +25,15 @@ from portal.timeutil import utcnow
 __all__ = ["reset_budget", "reset_due_budgets", "set_budget"]
 
 
+def _begin_period(budget: Budget, moment: dt.datetime) -> None:
+    """Start the period that contains ``moment`` afresh: nothing used, no threshold notified."""
+    start, end = current_window(budget.period, budget.alignment, moment, moment)
+    budget.period_started_at = start or moment
+    budget.reset_at = end
+    budget.used = Decimal(0)
+    budget.soft_notified_at = None
+
+
 async def set_budget(
     session: AsyncSession,
     actor: audit.Actor,
@@ -74,11 +83,7 @@ async def set_budget(
     budget.soft_threshold = soft_threshold
     budget.webhook_url = webhook_url
     if restart:
-        start, end = current_window(period, alignment, moment, moment)
-        budget.period_started_at = start or moment
-        budget.reset_at = end
-        budget.used = Decimal(0)
-        budget.soft_notified_at = None
+        _begin_period(budget, moment)
     await session.flush()
     await audit.record(
         session,
@@ -96,17 +101,16 @@ async def set_budget(
 async def reset_budget(
     session: AsyncSession, actor: audit.Actor, budget_id: uuid.UUID, *, now: dt.datetime | None = None
 ) -> Budget:
-    """Start a new period now (an operator's explicit reset); ``budget.reset`` audited."""
+    """Start the current period afresh now (an operator's explicit reset); ``budget.reset`` audited.
+
+    The caller also clears the live counters (``Limiter.backend.reset``) and invalidates cached
+    principals, so the reset applies at once on every instance.
+    """
     budget = await session.get(Budget, budget_id)
     if budget is None:
         raise NotFoundError(f"budget {budget_id} does not exist")
     before = snapshot(budget)
-    moment = now or utcnow()
-    _, end = current_window(budget.period, budget.alignment, moment, moment)
-    budget.period_started_at = moment
-    budget.reset_at = end
-    budget.used = Decimal(0)
-    budget.soft_notified_at = None
+    _begin_period(budget, now or utcnow())
     await session.flush()
     await audit.record(
         session,

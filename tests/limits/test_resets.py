@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal import audit
 from portal.db.models import AuditEvent, Budget, SubjectType, Tenant
-from portal.limits.budgets import reset_due_budgets, set_budget
+from portal.limits.budgets import reset_budget, reset_due_budgets, set_budget
 from portal.tenants.service import create_tenant
 
 UTC = dt.UTC
@@ -113,3 +113,22 @@ async def test_a_late_resetter_skips_periods_it_missed(sessions: Sessions) -> No
         dt.datetime(2026, 4, 1, tzinfo=UTC),
         dt.datetime(2026, 5, 1, tzinfo=UTC),
     )
+
+
+async def test_explicit_reset_starts_the_period_afresh_and_is_audited(sessions: Sessions) -> None:
+    created = dt.datetime(2026, 6, 3, tzinfo=UTC)
+    tenant_id, budget_id = await _tenant_with_budget(sessions, "30d", created)
+    later = created + dt.timedelta(days=10)
+    async with sessions() as session, session.begin():
+        budget = await reset_budget(session, ACTOR, budget_id, now=later)
+    assert budget.used == 0
+    assert (budget.period_started_at, budget.reset_at) == (later, later + dt.timedelta(days=30))
+    async with sessions() as session:
+        tenant = await session.get(Tenant, tenant_id)
+        query = select(AuditEvent).where(AuditEvent.action == "budget.reset")
+        event = await session.scalar(query.where(AuditEvent.target_id == str(budget_id)))
+    assert tenant is not None
+    assert tenant.spend_total == Decimal("1042.5")
+    assert event is not None
+    assert event.before is not None
+    assert event.before["used"] == "42.500000000000"
