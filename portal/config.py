@@ -115,6 +115,7 @@ class Settings(_Strict, frozen=True):
     default_max_tokens: int = 1024
     budget_reset_interval_s: float = 30.0
     redis_max_connections: int = 256
+    writer_interval_s: float = 1.0
     db_pool_size: int = 10
     models: list[ModelConfig] = []
     api_keys: list[StaticKeyConfig] = []

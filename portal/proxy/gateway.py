@@ -51,7 +51,9 @@ class Gateway:
         self.catalog = Catalog()
         self.client = UpstreamClient(limit=2000, keepalive_timeout=60.0)
         self.router = Router(self.client)
-        self.writer = SpendWriter(sessions, spill_dir=Path(settings.data_dir).expanduser())
+        self.writer = SpendWriter(
+            sessions, interval_s=settings.writer_interval_s, spill_dir=Path(settings.data_dir).expanduser()
+        )
         self.cache = CompletionCache(sessions, ttl_s=settings.cache_ttl_s)
         backend: Backend = RedisBackend(redis) if redis is not None else MemoryBackend()
         self.notifier = ThresholdNotifier(sessions)

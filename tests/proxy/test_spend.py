@@ -7,9 +7,12 @@ import asyncio
 from decimal import Decimal
 
 import httpx
+from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 
-from portal.db.models import SpendDaily
+from portal.app import create_app
+from portal.db.models import RequestLog, SpendDaily
+from tests.conftest import make_settings
 from tests.fakes.server import Behaviour, FakeUpstream
 from tests.proxy.conftest import Running
 
@@ -148,3 +151,20 @@ async def test_concurrent_calls_all_recorded_exactly(
     assert len(rows) == 40
     assert sum((r.cost for r in rows), Decimal(0)) == price(3, 7) * 40
     assert (await gw.key_row(key_id)).spend_total == price(3, 7) * 40
+
+
+async def test_graceful_shutdown_flushes_the_writer(gw: Running, database_url: str) -> None:
+    secret, key_id, _ = await gw.new_key()
+    models = [{"name": "mock-model", "deployments": [{"provider": "mock", "model": "mock-1"}]}]
+    app = create_app(make_settings(database_url, models=models, writer_interval_s=60))
+    async with AsyncTestClient(app=app) as client:
+        response = await client.post(
+            "/v1/chat/completions",
+            headers={"x-api-key": secret},
+            json={"model": "mock-model", "messages": [{"role": "user", "content": "flush me"}]},
+        )
+        assert response.status_code == 200
+        assert app.state.gateway.writer.queue_depth == 1, "still queued: the writer batches"
+    async with gw.sessions() as session:
+        rows = (await session.scalars(select(RequestLog).where(RequestLog.api_key_id == key_id))).all()
+    assert [r.request_id for r in rows] == [response.headers["x-request-id"]]
