@@ -46,6 +46,8 @@ class DeploymentInfo:
     tenant_id: uuid.UUID | None = None
     problem: str | None = None
     """Why the deployment cannot be called (e.g. a missing credential), or ``None``."""
+    uuid: uuid.UUID | None = None
+    """The database id (``None`` for a deployment declared in the config file)."""
 
     def cost(self, usage: Usage) -> Decimal:
         """Exact cost of ``usage`` at this deployment's prices."""
@@ -63,6 +65,7 @@ class ModelEntry:
     deployments: list[DeploymentInfo] = field(default_factory=list)
     overrides: dict[uuid.UUID, list[DeploymentInfo]] = field(default_factory=dict)
     created: int = 0
+    _providers: dict[uuid.UUID | None, frozenset[str]] = field(default_factory=dict, repr=False)
 
     def deployments_for(self, tenant_id: uuid.UUID | None) -> list[DeploymentInfo]:
         """The deployments that serve ``tenant_id``: its overrides if it has any, else the shared ones."""
@@ -72,8 +75,13 @@ class ModelEntry:
                 return own
         return self.deployments
 
-    def providers_for(self, tenant_id: uuid.UUID | None) -> set[str]:
-        return {d.provider for d in self.deployments_for(tenant_id)}
+    def providers_for(self, tenant_id: uuid.UUID | None) -> frozenset[str]:
+        """The providers of the deployments that serve ``tenant_id`` (computed once per catalog)."""
+        key = tenant_id if tenant_id is not None and tenant_id in self.overrides else None
+        providers = self._providers.get(key)
+        if providers is None:
+            providers = self._providers[key] = frozenset(d.provider for d in self.deployments_for(tenant_id))
+        return providers
 
 
 @dataclass(slots=True)
@@ -167,7 +175,15 @@ def _info(
         max_retries=max_retries,
         tenant_id=tenant_id,
         problem=problem,
+        uuid=_as_uuid(dep_id),
     )
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
 
 
 def _add(entry: ModelEntry, info: DeploymentInfo) -> None:

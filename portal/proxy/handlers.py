@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -246,10 +246,7 @@ class _Call:
     def _deployment(self, deployment: DeploymentInfo) -> None:
         self.record.provider = deployment.provider
         self.record.upstream_model = deployment.target.upstream_model
-        try:
-            self.record.deployment_id = uuid.UUID(deployment.id)
-        except ValueError:
-            self.record.deployment_id = None
+        self.record.deployment_id = deployment.uuid
 
     def bill(self, deployment: DeploymentInfo, usage: Usage) -> Decimal:
         """Record ``usage`` and its exact cost at the deployment's prices."""
@@ -336,7 +333,7 @@ class ProxyApp:
         path = path.rstrip("/") or "/"
         handler = self._routes.get((scope["method"], path))
         key, rid, client_ip = _headers(scope)
-        request_id = rid or uuid.uuid4().hex
+        request_id = rid or os.urandom(16).hex()
         headers = [(b"x-request-id", request_id.encode())]
         if handler is None:
             known = {p for _, p in self._routes}
