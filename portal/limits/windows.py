@@ -5,20 +5,34 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from portal.limits.model import LimitPlan, RateSpec, Window, from_nano
+from portal.limits.model import BudgetSpec, LimitPlan, RateSpec, Window, from_nano
 from portal.limits.periods import current_window
 
 __all__ = ["denial_message", "rate_headers", "windows_for"]
 
 
+_CURRENT: dict[BudgetSpec, Window] = {}
+_MAX_CACHED = 50_000
+
+
+def _window(spec: BudgetSpec, now: dt.datetime) -> Window:
+    cached = _CURRENT.get(spec)
+    if cached is not None and (
+        cached.end is None or (cached.start is not None and cached.start <= now < cached.end)
+    ):
+        return cached
+    start, end = current_window(spec.period, spec.alignment, spec.anchor, now)
+    stamp = "life" if start is None else str(int(start.timestamp()))
+    window = Window(spec, f"{spec.id}:{stamp}", start, end)
+    if len(_CURRENT) >= _MAX_CACHED:
+        _CURRENT.clear()
+    _CURRENT[spec] = window
+    return window
+
+
 def windows_for(plan: LimitPlan, now: dt.datetime) -> list[Window]:
-    """The current-period counter of every budget in ``plan``."""
-    out = []
-    for spec in plan.budgets:
-        start, end = current_window(spec.period, spec.alignment, spec.anchor, now)
-        stamp = "life" if start is None else str(int(start.timestamp()))
-        out.append(Window(spec, f"{spec.id}:{stamp}", start, end))
-    return out
+    """The current-period counter of every budget in ``plan`` (each computed once per period)."""
+    return [_window(spec, now) for spec in plan.budgets]
 
 
 def _money(value: int) -> str:
