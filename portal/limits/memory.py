@@ -66,26 +66,28 @@ class MemoryBackend:
         for window, need in wanted:
             self._budget(window).reserved += need
         counts: list[tuple[RateSpec, int, int]] = []
+        requests, spent_tokens = self._requests, self._tokens
         for rate in plan.rates:
-            self._requests[(rate.subject, minute)] = self._requests.get((rate.subject, minute), 0) + 1
-            self._tokens[(rate.subject, minute)] = self._tokens.get((rate.subject, minute), 0) + tokens
+            key = (rate.subject, minute)
+            used = requests[key] = requests.get(key, 0) + 1
+            used_tokens = spent_tokens[key] = spent_tokens.get(key, 0) + tokens
             if rate.parallel is not None:
                 self._parallel[rate.subject] = self._parallel.get(rate.subject, 0) + 1
-            counts.append(
-                (rate, self._requests[(rate.subject, minute)], self._tokens[(rate.subject, minute)])
-            )
+            counts.append((rate, used, used_tokens))
         ticket = Ticket(request_id, wanted, list(plan.rates), minute, tokens, cost)
         return Admission(ticket, headers=rate_headers(counts, now))
 
     def _rate_refusal(self, rate: RateSpec, minute: int, tokens: int, now: dt.datetime) -> Admission | None:
-        reset = 60 - now.timestamp() % 60
-        used = self._requests.get((rate.subject, minute), 0)
+        key = (rate.subject, minute)
+        used = self._requests.get(key, 0)
+        spent_tokens = self._tokens.get(key, 0)
         if rate.rpm is not None and used + 1 > rate.rpm:
-            headers = rate_headers([(rate, used, self._tokens.get((rate.subject, minute), 0))], now)
+            headers = rate_headers([(rate, used, spent_tokens)], now)
+            reset = 60 - now.timestamp() % 60
             return Admission(None, "rpm", rate.level, f"{rate.rpm} requests per minute", reset, headers)
-        spent_tokens = self._tokens.get((rate.subject, minute), 0)
         if rate.tpm is not None and spent_tokens + tokens > rate.tpm:
             headers = rate_headers([(rate, used, spent_tokens)], now)
+            reset = 60 - now.timestamp() % 60
             return Admission(None, "tpm", rate.level, f"{rate.tpm} tokens per minute", reset, headers)
         if rate.parallel is not None and self._parallel.get(rate.subject, 0) >= rate.parallel:
             return Admission(None, "parallel", rate.level, f"{rate.parallel} parallel requests", 1.0)

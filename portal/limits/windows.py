@@ -60,24 +60,23 @@ def denial_message(window: Window, spent: int, reserved: int) -> tuple[str, str,
 
 def rate_headers(counts: list[tuple[RateSpec, int, int]], now: dt.datetime) -> dict[str, str]:
     """OpenAI's ``x-ratelimit-*`` headers for the tightest limited level."""
-    headers: dict[str, str] = {}
+    requests: tuple[int, int] | None = None
+    tokens: tuple[int, int] | None = None
+    for rate, used, used_tokens in counts:
+        if rate.rpm is not None and (requests is None or rate.rpm - used < requests[1]):
+            requests = (rate.rpm, rate.rpm - used)
+        if rate.tpm is not None and (tokens is None or rate.tpm - used_tokens < tokens[1]):
+            tokens = (rate.tpm, rate.tpm - used_tokens)
+    if requests is None and tokens is None:
+        return {}
     reset = f"{math.ceil(60 - now.timestamp() % 60)}s"
-    tight_requests = min(
-        ((rate.rpm, rate.rpm - used) for rate, used, _ in counts if rate.rpm is not None),
-        key=lambda pair: pair[1],
-        default=None,
-    )
-    if tight_requests is not None:
-        headers["x-ratelimit-limit-requests"] = str(tight_requests[0])
-        headers["x-ratelimit-remaining-requests"] = str(max(0, tight_requests[1]))
+    headers: dict[str, str] = {}
+    if requests is not None:
+        headers["x-ratelimit-limit-requests"] = str(requests[0])
+        headers["x-ratelimit-remaining-requests"] = str(max(0, requests[1]))
         headers["x-ratelimit-reset-requests"] = reset
-    tight_tokens = min(
-        ((rate.tpm, rate.tpm - used) for rate, _, used in counts if rate.tpm is not None),
-        key=lambda pair: pair[1],
-        default=None,
-    )
-    if tight_tokens is not None:
-        headers["x-ratelimit-limit-tokens"] = str(tight_tokens[0])
-        headers["x-ratelimit-remaining-tokens"] = str(max(0, tight_tokens[1]))
+    if tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(tokens[0])
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, tokens[1]))
         headers["x-ratelimit-reset-tokens"] = reset
     return headers

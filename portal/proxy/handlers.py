@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from portal.catalog.registry import DeploymentInfo
+from portal.catalog.registry import DeploymentInfo, ModelEntry
 from portal.limits.model import Admission, Ticket
 from portal.limits.service import LimiterUnavailable
 from portal.proxy.errors import ProxyError, error_body
@@ -168,6 +168,7 @@ class _Call:
     headers: list[tuple[bytes, bytes]]
     started: float
     ticket: Ticket | None = None
+    entry: ModelEntry | None = None
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -203,7 +204,7 @@ class _Call:
         gateway = self.gateway
         model = self.record.model or ""
         try:
-            entry = gateway.router.resolve(gateway.catalog, self.principal, model)
+            entry = self.entry = gateway.router.resolve(gateway.catalog, self.principal, model)
         except (ModelNotFound, ModelDenied) as exc:
             raise _refusal(exc, model) from None
         deployments = entry.deployments_for(self.principal.tenant_id)
@@ -232,7 +233,9 @@ class _Call:
         """Call the upstream through the router; refusals and failures become :class:`ProxyError`."""
         model = self.record.model or ""
         try:
-            outcome = await self.gateway.router.call(self.gateway.catalog, self.principal, model, invoke)
+            outcome = await self.gateway.router.call(
+                self.gateway.catalog, self.principal, model, invoke, self.entry
+            )
         except RouteFailure as failure:
             self._deployment(failure.deployment)
             self.record.attempts = failure.attempts

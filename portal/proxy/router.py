@@ -155,9 +155,13 @@ class Router:
         principal: Principal,
         model: str,
         invoke: Callable[[ProviderAdapter, UpstreamClient, DeploymentInfo], Awaitable[T]],
+        entry: ModelEntry | None = None,
     ) -> CallOutcome[T]:
-        """Run ``invoke`` on the best deployment of ``model``, with retries and fallbacks."""
-        entry = self.resolve(catalog, principal, model)
+        """Run ``invoke`` on the best deployment of ``model``, with retries and fallbacks.
+
+        ``entry`` is the model's entry when the caller already resolved it for this principal.
+        """
+        entry = entry or self.resolve(catalog, principal, model)
         chain: list[ModelEntry] = [entry]
         for name in entry.fallbacks:
             fallback = catalog.get(name)
