@@ -243,12 +243,12 @@ async def load_catalog(session: AsyncSession, settings: Settings, cipher: Creden
     credentials = {c.name: c.ciphertext for c in stored}
     cred_names = {c.id: c.name for c in stored}
     models = {m.id: m for m in (await session.scalars(select(Model).where(Model.enabled.is_(True)))).all()}
-    for model in models.values():
-        catalog.models[model.name] = ModelEntry(
-            name=model.name,
-            mode=model.mode,
-            fallbacks=tuple(model.fallbacks or ()),
-            created=int(model.created_at.timestamp()),
+    for row in models.values():
+        catalog.models[row.name] = ModelEntry(
+            name=row.name,
+            mode=row.mode,
+            fallbacks=tuple(row.fallbacks or ()),
+            created=int(row.created_at.timestamp()),
         )
     deployments = (await session.scalars(select(Deployment).where(Deployment.enabled.is_(True)))).all()
     for dep in deployments:
@@ -259,10 +259,10 @@ async def load_catalog(session: AsyncSession, settings: Settings, cipher: Creden
             dep.credential_ref, dep.credential_id, credentials, cred_names, cipher
         )
         _add(
-            catalog.models[model.name],
+            catalog.models[owner.name],
             _info(
                 dep_id=str(dep.id),
-                model_name=model.name,
+                model_name=owner.name,
                 provider=dep.provider,
                 upstream_model=dep.upstream_model,
                 api_base=dep.api_base,
