@@ -7,6 +7,7 @@ and closed when it stops.
 from __future__ import annotations
 
 import gc
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,8 @@ from litestar.template.config import TemplateConfig
 from litestar.types import Receive, Scope, Send
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from portal.api.router import api_router, openapi_config
+from portal.compat import coo, litellm, llmserver
 from portal.config import Settings, load_settings
 from portal.db.engine import create_engine, create_session_factory
 from portal.ops.health import healthz, readyz
@@ -51,6 +54,13 @@ class FastPath:
                 await self.proxy(scope, receive, send)  # type: ignore[arg-type]
                 return
         await self.app(scope, receive, send)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("portal")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
 
 
 def create_app(settings: Settings, *, freeze_gc: bool = False) -> Litestar:
@@ -95,16 +105,20 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> Litestar:
                 await redis.aclose()
             await engine.dispose()
 
+    compat = [r for r in (coo.compat_router(), litellm.compat_router(), llmserver.compat_router()) if r]
     app = Litestar(
         route_handlers=[
+            *compat,
             landing,
             proxy_mount,
+            api_router(),
             healthz,
             readyz,
             create_static_files_router(path="/static", directories=[STATIC_DIR], name="static"),
         ],
         lifespan=[lifespan],
         template_config=TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine),
+        openapi_config=openapi_config(_version()),
         logging_config=LoggingConfig(log_exceptions="always", disable_stack_trace={404}),
         debug=False,
     )

@@ -35,6 +35,7 @@ __all__ = ["Gateway"]
 
 log = logging.getLogger(__name__)
 INVALIDATION_CHANNEL = "portal:invalidate"
+CATALOG_MESSAGE = "catalog"
 
 
 class Gateway:
@@ -66,13 +67,18 @@ class Gateway:
         self.writer.hooks.append(persist_budget_usage)
         self._tasks: list[asyncio.Task[None]] = []
         self._pending_publish: set[asyncio.Task[int]] = set()
+        self._reloads: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
 
     def invalidate(self, key_hash: str | None = None) -> None:
         """Forget a cached key (or every principal) here at once, and on other instances via Redis."""
         self.keys.invalidate(key_hash)
+        self.announce(key_hash or "*")
+
+    def announce(self, message: str) -> None:
+        """Tell the other instances (over Redis, when configured): a key hash, ``*`` or ``catalog``."""
         if self.redis is not None:
-            task: asyncio.Task[int] = asyncio.get_running_loop().create_task(self._publish(key_hash or "*"))
+            task: asyncio.Task[int] = asyncio.get_running_loop().create_task(self._publish(message))
             self._pending_publish.add(task)
             task.add_done_callback(self._pending_publish.discard)
 
@@ -98,7 +104,10 @@ class Gateway:
                             if isinstance(message["data"], bytes)
                             else message["data"]
                         )
-                        self.keys.invalidate(None if data == "*" else data)
+                        if data == CATALOG_MESSAGE:
+                            self._spawn_reload()
+                        else:
+                            self.keys.invalidate(None if data == "*" else data)
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis went away: the cache TTL bounds staleness until it is back
@@ -121,6 +130,17 @@ class Gateway:
         """Rebuild the catalog from the database and the config."""
         async with self.sessions() as session:
             self.catalog = await load_catalog(session, self.settings, self.cipher)
+
+    def _spawn_reload(self) -> None:
+        async def reload() -> None:
+            try:
+                await self.reload_catalog()
+            except Exception:  # the periodic refresh retries
+                log.warning("catalog reload after a change failed", exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     async def _refresh_forever(self) -> None:
         while True:

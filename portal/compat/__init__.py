@@ -1,0 +1,2 @@
+"""Drop-in compatible admin surfaces (COO-LLM, LiteLLM, LLM Server): thin adapters onto the
+domain services."""

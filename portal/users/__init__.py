@@ -1,0 +1,1 @@
+"""People: operators and tenant members, their memberships."""
