@@ -18,12 +18,12 @@ from litestar.logging.config import LoggingConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
-from litestar.types import Receive, Scope, Send
+from litestar.types import HTTPResponseStartEvent, Receive, Scope, Send
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from portal.api.router import api_router, openapi_config
 from portal.compat import coo, litellm, llmserver
-from portal.config import Settings, load_settings
+from portal.config import Settings, load_settings, parse_listen
 from portal.db.engine import create_engine, create_session_factory
 from portal.ops.health import healthz, readyz
 from portal.paths import STATIC_DIR, TEMPLATES_DIR
@@ -32,7 +32,19 @@ from portal.proxy.handlers import ProxyApp
 from portal.state import AppResources
 from portal.web.landing import landing
 
-__all__ = ["FastPath", "create_app", "create_app_from_env"]
+__all__ = ["FastPath", "create_app", "create_app_from_env", "is_public_path"]
+
+
+PUBLIC_HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/health"})
+_NOT_HERE = (
+    b'{"error":{"message":"not found: this listener serves only the /v1 API and health checks",'
+    b'"type":"invalid_request_error","code":"not_found"}}'
+)
+
+
+def is_public_path(path: str) -> bool:
+    """Whether ``path`` belongs on the public listener: the ``/v1`` proxy API and the health checks."""
+    return (path.startswith("/v1/") and not path.startswith("/v1/admin")) or path in PUBLIC_HEALTH_PATHS
 
 
 class FastPath:
@@ -41,11 +53,16 @@ class FastPath:
     The proxy is mounted in the Litestar app too (so the app works on its own, e.g. in test clients);
     this dispatcher only spares the hot path the framework's middleware and routing. ``/v1/admin/*``
     (the LLM Server compatible admin API) stays with Litestar.
+
+    With a separate admin listener (``admin_port``), a request that arrived on any other port may only
+    reach public paths (:func:`is_public_path`); the admin API, the compatible admin routes and the
+    portal answer 404 there, so only ``/v1`` and health face the internet.
     """
 
-    def __init__(self, app: Litestar) -> None:
+    def __init__(self, app: Litestar, admin_port: int | None = None) -> None:
         self.app = app
         self.proxy: ProxyApp = app.state.proxy
+        self.admin_port = admin_port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
@@ -53,7 +70,34 @@ class FastPath:
             if path.startswith("/v1/") and not path.startswith("/v1/admin"):
                 await self.proxy(scope, receive, send)  # type: ignore[arg-type]
                 return
+            if self.admin_port is not None and not self._on_admin_door(scope) and not is_public_path(path):
+                await _not_here(send)
+                return
+        elif (
+            scope["type"] == ScopeType.WEBSOCKET
+            and self.admin_port is not None
+            and not self._on_admin_door(scope)
+        ):
+            await send({"type": "websocket.close", "code": 1008, "reason": ""})
+            return
         await self.app(scope, receive, send)
+
+    def _on_admin_door(self, scope: Scope) -> bool:
+        server = scope.get("server")
+        return server is not None and server[1] == self.admin_port
+
+
+async def _not_here(send: Send) -> None:
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 404,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(_NOT_HERE)).encode()),
+        ],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": _NOT_HERE, "more_body": False})
 
 
 def _version() -> str:
@@ -130,4 +174,5 @@ def create_app_from_env() -> FastPath:
     """Factory for ASGI servers (``uvicorn --factory portal.app:create_app_from_env``)."""
     settings = load_settings()
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    return FastPath(create_app(settings, freeze_gc=True))
+    admin_port = parse_listen(settings.admin_listen)[1] if settings.admin_listen else None
+    return FastPath(create_app(settings, freeze_gc=True), admin_port=admin_port)

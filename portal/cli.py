@@ -48,21 +48,42 @@ def _migrate(settings: Settings) -> None:
 
 
 def _serve(settings: Settings) -> None:
+    """Run uvicorn; with ``admin_listen``, one server on two sockets (the app tells the doors apart)."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from portal.config import parse_listen
 
     os.environ.update({"PORTAL_HOST": settings.host, "PORTAL_PORT": str(settings.port)})
-    uvicorn.run(
-        "portal.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level.lower(),
-        proxy_headers=True,
-        server_header=False,
-        access_log=False,
-        timeout_graceful_shutdown=30,
+    options: dict[str, Any] = {
+        "factory": True,
+        "workers": settings.workers,
+        "log_level": settings.log_level.lower(),
+        "proxy_headers": True,
+        "server_header": False,
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if not settings.admin_listen:
+        uvicorn.run("portal.app:create_app_from_env", host=settings.host, port=settings.port, **options)
+        return
+    admin_host, admin_port = parse_listen(settings.admin_listen)
+    config = uvicorn.Config(
+        "portal.app:create_app_from_env", host=settings.host, port=settings.port, **options
     )
+    sockets = [
+        config.bind_socket(),
+        uvicorn.Config("portal.app:create_app_from_env", host=admin_host, port=admin_port).bind_socket(),
+    ]
+    click.echo(
+        f"portal: public listener http://{settings.host}:{settings.port} (/v1 and health only), "
+        f"admin listener http://{admin_host}:{admin_port}",
+        err=True,
+    )
+    if settings.workers > 1:
+        Multiprocess(config, sockets=sockets).run()
+    else:
+        uvicorn.Server(config).run(sockets=sockets)
 
 
 @click.group()

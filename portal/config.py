@@ -20,7 +20,15 @@ import yaml
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["ConfigError", "DeploymentConfig", "ModelConfig", "Settings", "StaticKeyConfig", "load_settings"]
+__all__ = [
+    "ConfigError",
+    "DeploymentConfig",
+    "ModelConfig",
+    "Settings",
+    "StaticKeyConfig",
+    "load_settings",
+    "parse_listen",
+]
 
 ENV_PREFIX = "PORTAL_"
 _ASYNC_DRIVERS = {
@@ -88,6 +96,8 @@ class StaticKeyConfig(_Strict, frozen=True):
     allowed_providers: list[str] = msgspec.field(default_factory=lambda: ["*"])
     allowed_models: list[str] = msgspec.field(default_factory=lambda: ["*"])
     tenant: str | None = None
+    alias: str = "config key"
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     limits: StaticKeyLimits = msgspec.field(default_factory=StaticKeyLimits)
 
 
@@ -212,6 +222,15 @@ def _convert(data: dict[str, Any], problems: list[str]) -> Settings | None:
         return None
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6) -> (host, port); a ``ValueError`` says what is wrong."""
+    host, sep, port_text = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:8001")
+    return host, int(port_text)
+
+
 def _validate(settings: Settings, problems: list[str]) -> None:
     try:
         normalize_database_url(settings.database_url or _default_sqlite_url(settings.data_dir))
@@ -238,6 +257,17 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         problems.append(f"PORTAL_PORT must be between 1 and 65535, not {settings.port}")
     if settings.workers < 1:
         problems.append("PORTAL_WORKERS must be at least 1")
+    if settings.admin_listen is not None:
+        try:
+            _, admin_port = parse_listen(settings.admin_listen)
+        except ValueError as exc:
+            problems.append(f"PORTAL_ADMIN_LISTEN: {exc}")
+        else:
+            if admin_port == settings.port:
+                problems.append(
+                    f"PORTAL_ADMIN_LISTEN uses port {admin_port}, the public port: "
+                    "give the admin listener its own port"
+                )
     if settings.log_level.lower() not in {"debug", "info", "warning", "error", "critical"}:
         problems.append(f"PORTAL_LOG_LEVEL {settings.log_level!r} is not one of debug, info, warning, error")
     names = [m.name for m in settings.models]

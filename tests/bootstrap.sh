@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
 # Prepares a fresh machine for the test suite; idempotent, quick when everything is already there.
-# Installs uv and the locked Python dependencies, and makes sure the real PostgreSQL and Redis that
-# the tests talk to are running on 127.0.0.1 (see ../shared/design/TESTING.md).
+# Installs curl and jq (the seed scripts use them), uv and the locked Python dependencies, and makes
+# sure the real PostgreSQL and Redis that the tests talk to are running on 127.0.0.1
+# (see ../shared/design/TESTING.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The seed workflows run the users' own shell scripts, which use curl and jq.
+missing=()
+for tool in curl jq; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 
 if ! python3 -m uv --version >/dev/null 2>&1; then
   python3 -m pip install --quiet uv

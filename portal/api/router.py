@@ -1,5 +1,5 @@
 """The ``/api`` router: every domain's controller behind the admin guard, with problem JSON errors,
-and the OpenAPI document (``/api/openapi.json``) with its docs page (``/api/docs``)."""
+and the OpenAPI document (``/api/docs/openapi.json``) with its docs page (``/api/docs``)."""
 
 from __future__ import annotations
 
@@ -56,13 +56,14 @@ def openapi_config(version: str) -> OpenAPIConfig:
             "Manage tenants, users, keys, models, grants, budgets and limits; query spend, request "
             "logs and the audit log. Authenticate with an admin key: `Authorization: Bearer <key>`."
         ),
-        path="/api",
+        path="/api/docs",
         render_plugins=[
             SwaggerRenderPlugin(
-                path="/docs",
+                path="/",
                 js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
                 css_url="/static/vendor/swagger-ui/swagger-ui.css",
                 standalone_preset_js_url="/static/vendor/swagger-ui/swagger-ui-standalone-preset.js",
+                favicon="<link rel='icon' href='/static/vendor/swagger-ui/favicon-32x32.png'>",
             )
         ],
         components=Components(

@@ -39,10 +39,10 @@ async def _sync_one(session: AsyncSession, spec: StaticKeyConfig) -> None:
     key = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     created = key is None
     if key is None:
-        key = ApiKey(
-            key_hash=digest, key_prefix=display_prefix(spec.key), alias="config key", source="config"
-        )
+        key = ApiKey(key_hash=digest, key_prefix=display_prefix(spec.key), source="config")
         session.add(key)
+    key.alias = spec.alias
+    key.metadata_ = dict(spec.metadata)
     key.tenant_id = tenant_id
     key.rpm_limit = spec.limits.req_per_min
     key.tpm_limit = spec.limits.tokens_per_min

@@ -64,9 +64,9 @@ async def readiness(resources: AppResources) -> dict[str, dict[str, Any]]:
     return dict(zip(checks, results, strict=True))
 
 
-@get("/healthz", name="ops:healthz", include_in_schema=False, sync_to_thread=False)
+@get(["/healthz", "/health"], name="ops:healthz", include_in_schema=False, sync_to_thread=False)
 def healthz() -> dict[str, str]:
-    """Liveness: the process answers."""
+    """Liveness: the process answers (``/health`` too, as COO-LLM's users probe it)."""
     return {"status": "ok"}
 
 

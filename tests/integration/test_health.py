@@ -11,9 +11,10 @@ from tests.conftest import REDIS_URL, dispose_database, make_settings, new_datab
 
 
 async def test_healthz(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
-    response = await client.get("/healthz")
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    for path in ("/healthz", "/health"):
+        response = await client.get(path)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
 
 
 async def test_readyz_ready_on_a_migrated_database(client: AsyncTestClient) -> None:  # type: ignore[type-arg]

@@ -55,3 +55,26 @@ async def test_static_keys_from_config(database_url: str, sessions: async_sessio
         assert secret not in row.key_prefix
         grants = await session.scalar(select(func.count()).where(Grant.subject_id == row.id))
     assert grants == 1
+
+
+async def test_single_shared_key_mode(database_url: str) -> None:
+    """The Bedrock seed's backward-compatible single-key mode: one shared key in the config, no tenants;
+    it may use every model (``allowed_models`` defaults to ``*``) and carries its metadata."""
+    secret = f"sk-shared-{uuid.uuid4().hex}"
+    keys = [{"key": secret, "alias": "shared", "metadata": {"department": "engineering"}}]
+    settings = make_settings(database_url, models=MODELS, api_keys=keys)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        headers = {"Authorization": f"Bearer {secret}"}
+        listed = sorted(m["id"] for m in (await client.get("/v1/models", headers=headers)).json()["data"])
+        assert {"mock-a", "mock-b"} <= set(listed)
+        for model in ("mock-a", "mock-b"):
+            body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+            answer = await client.post("/v1/chat/completions", headers=headers, json=body)
+            assert answer.status_code == 200, answer.text
+        wrong = await client.get("/v1/models", headers={"Authorization": "Bearer sk-not-the-shared-key"})
+        assert wrong.status_code == 401
+        state = client.app.state.gateway
+        principal = await state.keys.lookup(secret)
+        assert principal is not None
+        assert principal.tenant_id is None
+        assert principal.metadata == {"department": "engineering"}
