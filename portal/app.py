@@ -163,7 +163,9 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> Litestar:
         lifespan=[lifespan],
         template_config=TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine),
         openapi_config=openapi_config(_version()),
-        logging_config=LoggingConfig(log_exceptions="always", disable_stack_trace={404}),
+        logging_config=LoggingConfig(
+            log_exceptions="always", disable_stack_trace={400, 401, 403, 404, 405, 409, 422, 429}
+        ),
         debug=False,
     )
     app.state.proxy = proxy

@@ -1,4 +1,5 @@
-"""The ``portal`` command: serve, migrate, seed-key, demo, and configuration checks."""
+"""The ``portal`` command: serve, migrate, seed-key, demo, configuration checks, and the management
+groups ``tenants``, ``users``, ``keys`` and ``models`` (in ``portal/cli_*.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from portal.cli_keys import keys
+from portal.cli_models import models
+from portal.cli_tenants import tenants
+from portal.cli_users import users
 from portal.config import ConfigError, Settings, load_settings
 
 __all__ = ["main"]
@@ -125,22 +130,15 @@ def migrate() -> None:
 def seed_key(secret: str | None, alias: str, role: str) -> None:
     """Create an admin API key and print it once; only its hash is stored."""
     from portal import audit
+    from portal.cli_common import change
     from portal.db.models import AdminRole
-    from portal.errors import DomainError
     from portal.keys.service import create_key
 
-    settings = _settings()
-
-    async def work(session: Any) -> str:
-        actor = audit.Actor(type="cli", label="portal seed-key")
+    async def work(session: Any, actor: audit.Actor) -> str:
         new = await create_key(session, actor, alias=alias, role=AdminRole(role), secret=secret, source="cli")
         return new.secret
 
-    try:
-        value = asyncio.run(_with_session(settings, work))
-    except DomainError as exc:
-        click.echo(f"portal: {exc.message}", err=True)
-        sys.exit(1)
+    value = change("seed-key", work)
     click.echo(value)
     click.echo(f"({role} key created; store it now: it is not shown again)", err=True)
 
@@ -200,3 +198,7 @@ def config_check() -> None:
         if data.get(name):
             data[name] = "<redacted>"
     click.echo(msgspec.json.format(msgspec.json.encode(data)).decode())
+
+
+for _group in (tenants, users, keys, models):
+    main.add_command(_group)

@@ -4,12 +4,17 @@ A period reset is a compare-and-set on ``reset_at`` (``UPDATE ... WHERE id = ? A
 whichever instance gets there first resets it, every other one finds nothing to update, so each
 period resets once however many instances run. A reset sets the period's ``used`` to 0; lifetime
 spend (``spend_total`` on the subject, the request log and the rollups) is never touched.
+
+Every change forgets cached principals (``note(everything=True)``) so the proxy enforces the new
+budget on the next request; an explicit reset or a deletion also clears the budget's live counters
+(``note(budget_resets=[id])``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
 
 from sqlalchemy import select, update
@@ -17,12 +22,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal import audit
 from portal.audit.service import snapshot
+from portal.db.effects import note
 from portal.db.models import Budget, BudgetKind, BudgetPeriodAlignment, SubjectType
 from portal.errors import NotFoundError, ValidationFailedError
+from portal.grants.subjects import parse_subject_type, resolve_subject, subjects_of_tenant
 from portal.limits.periods import InvalidPeriod, current_window, validate_period
 from portal.timeutil import utcnow
 
-__all__ = ["reset_budget", "reset_due_budgets", "set_budget"]
+__all__ = [
+    "check_within_tenant_budget",
+    "delete_budget",
+    "get_budget",
+    "list_budgets",
+    "reset_budget",
+    "reset_due_budgets",
+    "set_budget",
+]
+
+# SQLite stores money as a 64-bit count of pico-units (see portal.db.types): about 9.2 million at most.
+_SQLITE_MAX_AMOUNT = Decimal("9223372")
 
 
 def _begin_period(budget: Budget, moment: dt.datetime) -> None:
@@ -41,9 +59,9 @@ async def set_budget(
     subject_type: SubjectType,
     subject_id: uuid.UUID,
     amount: Decimal,
-    kind: BudgetKind = BudgetKind.USD,
+    kind: BudgetKind | str = BudgetKind.USD,
     period: str | None = None,
-    alignment: BudgetPeriodAlignment = BudgetPeriodAlignment.CALENDAR,
+    alignment: BudgetPeriodAlignment | str = BudgetPeriodAlignment.CALENDAR,
     soft_threshold: float | None = None,
     webhook_url: str | None = None,
     tenant_id: uuid.UUID | None = None,
@@ -54,8 +72,20 @@ async def set_budget(
     Changing the amount keeps the current period's usage; changing the period starts a new period.
     """
     fields: dict[str, str] = {}
+    try:
+        kind = BudgetKind(kind)
+    except ValueError:
+        fields["kind"] = "usd or tokens"
+    try:
+        alignment = BudgetPeriodAlignment(alignment)
+    except ValueError:
+        fields["alignment"] = "calendar or rolling"
     if amount < 0:
         fields["amount"] = "must not be negative"
+    elif kind == BudgetKind.TOKENS and amount != amount.to_integral_value():
+        fields["amount"] = "a whole number of tokens"
+    elif amount > _SQLITE_MAX_AMOUNT and session.get_bind().dialect.name == "sqlite":
+        fields["amount"] = f"at most {_SQLITE_MAX_AMOUNT} on SQLite (use PostgreSQL for larger amounts)"
     try:
         period = validate_period(period)
     except InvalidPeriod as exc:
@@ -66,6 +96,10 @@ async def set_budget(
         fields["webhook_url"] = "an http(s) URL"
     if fields:
         raise ValidationFailedError("invalid budget", fields)
+    subject = await resolve_subject(session, subject_type, subject_id)
+    subject_type = subject.type
+    if tenant_id is None:
+        tenant_id = subject.home_tenant
     moment = now or utcnow()
     budget = await session.scalar(
         select(Budget).where(
@@ -95,7 +129,80 @@ async def set_budget(
         before=before,
         after=snapshot(budget),
     )
+    note(session, everything=True)
     return budget
+
+
+async def _subject_tenant(session: AsyncSession, budget: Budget) -> uuid.UUID | None:
+    try:
+        return (await resolve_subject(session, budget.subject_type, budget.subject_id)).home_tenant
+    except NotFoundError:
+        return None
+
+
+async def list_budgets(
+    session: AsyncSession,
+    *,
+    subject_type: SubjectType | str | None = None,
+    subject_id: uuid.UUID | None = None,
+    tenant_id: uuid.UUID | None = None,
+) -> Sequence[Budget]:
+    """Budgets in creation order, optionally of one subject type / subject, or of one tenant's
+    subjects (``tenant_id``: the tenant itself, its keys and its members)."""
+    query = select(Budget).order_by(Budget.id)
+    if subject_type is not None:
+        query = query.where(Budget.subject_type == parse_subject_type(subject_type))
+    if subject_id is not None:
+        query = query.where(Budget.subject_id == subject_id)
+    if tenant_id is not None:
+        query = query.where(subjects_of_tenant(tenant_id, Budget.subject_type, Budget.subject_id))
+    return (await session.scalars(query)).all()
+
+
+async def get_budget(session: AsyncSession, budget_id: uuid.UUID | str) -> Budget:
+    """The budget ``budget_id``, or :class:`NotFoundError`."""
+    try:
+        ident = budget_id if isinstance(budget_id, uuid.UUID) else uuid.UUID(budget_id)
+    except ValueError:
+        ident = None
+    budget = await session.get(Budget, ident) if ident is not None else None
+    if budget is None:
+        raise NotFoundError(f"budget {budget_id!s} does not exist")
+    return budget
+
+
+async def delete_budget(session: AsyncSession, actor: audit.Actor, budget: Budget) -> None:
+    """Remove ``budget`` and its live counters (``budget.deleted`` audited)."""
+    before = snapshot(budget)
+    tenant_id = await _subject_tenant(session, budget)
+    await session.delete(budget)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "budget.deleted",
+        target_type="budget",
+        target_id=before["id"],
+        tenant_id=tenant_id,
+        before=before,
+    )
+    note(session, everything=True, budget_resets=[budget.id])
+
+
+async def check_within_tenant_budget(
+    session: AsyncSession, tenant_id: uuid.UUID, kind: BudgetKind | str, amount: Decimal
+) -> None:
+    """422 on ``amount`` when it exceeds the tenant's own ``kind`` budget (no tenant budget: any amount)."""
+    cap = await session.scalar(
+        select(Budget.amount).where(
+            Budget.subject_type == SubjectType.TENANT, Budget.subject_id == tenant_id, Budget.kind == kind
+        )
+    )
+    if cap is not None and amount > cap:
+        raise ValidationFailedError(
+            "budget above the tenant's",
+            {"amount": f"at most the tenant's {kind} budget of {cap.normalize():f}"},
+        )
 
 
 async def reset_budget(
@@ -103,12 +210,10 @@ async def reset_budget(
 ) -> Budget:
     """Start the current period afresh now (an operator's explicit reset); ``budget.reset`` audited.
 
-    The caller also clears the live counters (``Limiter.backend.reset``) and invalidates cached
-    principals, so the reset applies at once on every instance.
+    Notes ``budget_resets`` so that, after the commit, the live counters are cleared and cached
+    principals forgotten: the reset applies at once on every instance.
     """
-    budget = await session.get(Budget, budget_id)
-    if budget is None:
-        raise NotFoundError(f"budget {budget_id} does not exist")
+    budget = await get_budget(session, budget_id)
     before = snapshot(budget)
     _begin_period(budget, now or utcnow())
     await session.flush()
@@ -118,9 +223,11 @@ async def reset_budget(
         "budget.reset",
         target_type="budget",
         target_id=budget.id,
+        tenant_id=await _subject_tenant(session, budget),
         before=before,
         after=snapshot(budget),
     )
+    note(session, budget_resets=[budget.id])
     return budget
 
 

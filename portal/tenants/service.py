@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal import audit
 from portal.audit.service import snapshot
 from portal.db.effects import note
+from portal.db.locking import delete_keys_first
 from portal.db.models import ApiKey, Budget, Grant, SubjectType, Tenant, TenantStatus
 from portal.errors import ConflictError, NotFoundError, ValidationFailedError
 
@@ -176,7 +177,11 @@ async def update_tenant(
 async def delete_tenant(session: AsyncSession, actor: audit.Actor, tenant: Tenant) -> None:
     """Delete ``tenant`` with its keys, members, grants and budgets (``tenant.deleted`` audited)."""
     before = snapshot(tenant)
-    key_ids = select(ApiKey.id).where(ApiKey.tenant_id == tenant.id).scalar_subquery()
+    # Keys first, then the tenant, then grants and budgets: the spend writer's lock order.
+    keys = await delete_keys_first(session, ApiKey.tenant_id == tenant.id)
+    key_ids = [key_id for key_id, _ in keys]
+    await session.delete(tenant)
+    await session.flush()
     for model in (Grant, Budget):
         await session.execute(
             delete(model).where(
@@ -186,8 +191,6 @@ async def delete_tenant(session: AsyncSession, actor: audit.Actor, tenant: Tenan
                 )
             )
         )
-    await session.delete(tenant)
-    await session.flush()
     await audit.record(
         session,
         actor,
@@ -197,4 +200,4 @@ async def delete_tenant(session: AsyncSession, actor: audit.Actor, tenant: Tenan
         tenant_id=tenant.id,
         before=before,
     )
-    note(session, everything=True)
+    note(session, everything=True, catalog=True)  # its keys, grants and per-tenant deployments

@@ -21,7 +21,7 @@ from tests.conftest import TEST_SECRET, free_port, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MASTER = "sk-listener-master-key-0123"
-ADMIN_ONLY = ["/api/tenants", "/"]  # TODO(lead): add compat paths once they exist
+ADMIN_ONLY = ["/api/tenants", "/admin/v1/clients/list", "/key/list", "/user/list", "/v1/admin/keys", "/"]
 PUBLIC = ["/healthz", "/health", "/readyz"]
 
 
