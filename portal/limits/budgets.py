@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import flag_modified
 
 from portal import audit
 from portal.audit.service import snapshot
@@ -50,6 +51,10 @@ def _begin_period(budget: Budget, moment: dt.datetime) -> None:
     budget.reset_at = end
     budget.used = Decimal(0)
     budget.soft_notified_at = None
+    # Write these even when the loaded values look unchanged: the spend writer may have raised
+    # ``used`` since this row was read, and an UPDATE that left it out would keep that usage.
+    for name in ("used", "period_started_at", "reset_at"):
+        flag_modified(budget, name)
 
 
 async def set_budget(
@@ -212,10 +217,15 @@ async def reset_budget(
 
     Notes ``budget_resets`` so that, after the commit, the live counters are cleared and cached
     principals forgotten: the reset applies at once on every instance.
+
+    ``period_started_at`` becomes the reset moment, so usage of calls made before the reset that the
+    batched writer records only afterwards does not count against the fresh period.
     """
     budget = await get_budget(session, budget_id)
     before = snapshot(budget)
-    _begin_period(budget, now or utcnow())
+    moment = now or utcnow()
+    _begin_period(budget, moment)
+    budget.period_started_at = moment
     await session.flush()
     await audit.record(
         session,

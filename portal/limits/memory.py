@@ -97,7 +97,9 @@ class MemoryBackend:
         """Replace reservations by actual usage; returns (window, used before, used after) per budget."""
         changes: list[tuple[Window, int, int]] = []
         for window, reserved in ticket.windows:
-            state = self._budget(window)
+            # A counter missing here was reset while the call ran: its usage counts in the fresh
+            # period, not on top of the usage the ticket's (older) plan would seed it with.
+            state = self._budgets.get(window.key) or self._budgets.setdefault(window.key, _Budget(spent=0))
             state.reserved = max(0, state.reserved - reserved)
             before = state.spent
             state.spent += cost if window.spec.kind == "usd" else tokens

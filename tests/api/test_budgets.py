@@ -144,7 +144,8 @@ async def test_budget_applies_at_once_and_a_reset_clears_live_counters(
     reset = await admin.post(f"/api/budgets/{quota.json()['id']}/reset")
     assert reset.status_code == 200, reset.text
     assert reset.json()["used"] == "0"
-    assert (await chat(admin_api, secret, model)).status_code == 200, "the reset cleared the live counter"
+    after = await chat(admin_api, secret, model)
+    assert after.status_code == 200, f"the reset cleared the live counter: {after.text}"
 
     assert (await admin.delete(f"/api/budgets/{quota.json()['id']}")).status_code == 204
     assert [(await chat(admin_api, secret, model)).status_code for _ in range(3)] == [200, 200, 200]

@@ -70,3 +70,22 @@ async def test_rate_window_and_parallel_slots() -> None:
     await backend.settle(second.ticket, 0, 5)
     assert (await backend.admit(limits, "d", 0, 5, now)).denied == "rpm"
     assert (await backend.admit(limits, "e", 0, 5, now + dt.timedelta(minutes=1))).ticket is not None
+
+
+async def test_a_call_settled_after_a_reset_counts_only_itself() -> None:
+    """Regression: a call admitted before an explicit reset and settled after it re-created the
+    counter seeded with the usage from before the reset, so the fresh period started exhausted."""
+    import dataclasses
+
+    backend = MemoryBackend()
+    now = dt.datetime(2026, 5, 3, tzinfo=UTC)
+    stale = plan(100)
+    stale = LimitPlan(budgets=(dataclasses.replace(stale.budgets[0], seed_used=90, seed_start=now),))
+    admitted = await backend.admit(stale, "in-flight", 5, 0, now)
+    assert admitted.ticket is not None
+    await backend.reset("b1")
+    await backend.settle(admitted.ticket, 5, 0)
+    fresh = LimitPlan(budgets=(dataclasses.replace(stale.budgets[0], seed_used=0, seed_start=now),))
+    usage = await backend.usage(fresh, now)
+    assert usage["b1"] == (5, 0)
+    assert (await backend.admit(fresh, "next", 90, 0, now)).ticket is not None

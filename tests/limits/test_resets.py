@@ -132,3 +132,64 @@ async def test_explicit_reset_starts_the_period_afresh_and_is_audited(sessions: 
     assert event is not None
     assert event.before is not None
     assert event.before["used"] == "42.500000000000"
+
+
+async def test_usage_written_after_an_explicit_reset_by_calls_made_before_it_does_not_count(
+    sessions: Sessions,
+) -> None:
+    """Regression: the batched writer flushed a call made before an explicit reset only after it, and
+    its usage landed in the fresh period (a monthly quota stayed exhausted right after its reset)."""
+    from portal.limits.usage import persist_budget_usage
+    from portal.spend.records import CallRecord
+
+    now = dt.datetime.now(UTC)
+    tenant_id, budget_id = await _tenant_with_budget(sessions, "monthly", now - dt.timedelta(minutes=5))
+    before_reset = CallRecord(
+        request_id=uuid.uuid4().hex,
+        created_at=now - dt.timedelta(seconds=2),
+        status_code=200,
+        tenant_id=tenant_id,
+        cost=Decimal("3"),
+        budgeted=True,
+    )
+    async with sessions() as session, session.begin():
+        await reset_budget(session, ACTOR, budget_id, now=now)
+    async with sessions() as session, session.begin():
+        await persist_budget_usage(session, [before_reset])
+    after_reset = CallRecord(
+        request_id=uuid.uuid4().hex,
+        created_at=now + dt.timedelta(seconds=1),
+        status_code=200,
+        tenant_id=tenant_id,
+        cost=Decimal("2"),
+        budgeted=True,
+    )
+    async with sessions() as session, session.begin():
+        await persist_budget_usage(session, [after_reset])
+    async with sessions() as session:
+        budget = await session.get(Budget, budget_id)
+    assert budget is not None
+    assert budget.used == Decimal(2)
+    assert budget.reset_at is not None
+    assert budget.reset_at.day == 1
+
+
+async def test_a_reset_clears_usage_the_writer_added_after_the_row_was_read(sessions: Sessions) -> None:
+    """Regression: the reset read ``used`` = 0, the spend writer then committed usage, and the
+    reset's UPDATE left ``used`` out (unchanged in the ORM's eyes), so the usage survived it."""
+    now = dt.datetime.now(UTC)
+    _, budget_id = await _tenant_with_budget(sessions, "monthly", now - dt.timedelta(minutes=5))
+    async with sessions() as setup, setup.begin():
+        await setup.execute(update(Budget).where(Budget.id == budget_id).values(used=Decimal(0)))
+    async with sessions() as session:
+        loaded = await session.get(Budget, budget_id)
+        assert loaded is not None
+        assert loaded.used == 0
+        async with sessions() as writer, writer.begin():
+            await writer.execute(update(Budget).where(Budget.id == budget_id).values(used=Decimal(65)))
+        await reset_budget(session, ACTOR, budget_id, now=now)
+        await session.commit()
+    async with sessions() as session:
+        budget = await session.get(Budget, budget_id)
+    assert budget is not None
+    assert budget.used == 0
