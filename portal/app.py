@@ -22,6 +22,9 @@ from litestar.types import HTTPResponseStartEvent, Receive, Scope, Send
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from portal.api.router import api_router, openapi_config
+from portal.auth.local import ensure_break_glass
+from portal.auth.sessions import SessionManager
+from portal.auth.throttle import LoginThrottle
 from portal.compat import coo, litellm, llmserver
 from portal.config import Settings, load_settings, parse_listen
 from portal.db.engine import create_engine, create_session_factory
@@ -30,7 +33,7 @@ from portal.paths import STATIC_DIR, TEMPLATES_DIR
 from portal.proxy.gateway import Gateway
 from portal.proxy.handlers import ProxyApp
 from portal.state import AppResources
-from portal.web.landing import landing
+from portal.web.router import web_router
 
 __all__ = ["FastPath", "create_app", "create_app_from_env", "is_public_path"]
 
@@ -136,6 +139,18 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> Litestar:
         sessions = create_session_factory(engine)
         gateway = Gateway(settings, sessions, redis)
         app.state.resources = AppResources(settings=settings, engine=engine, sessions=sessions, redis=redis)
+        app.state.session_manager = SessionManager(
+            sessions,
+            redis,
+            idle_timeout_s=settings.session_idle_timeout_s,
+            absolute_timeout_s=settings.session_absolute_timeout_s,
+            secure_cookies=settings.secure_cookies,
+        )
+        app.state.login_throttle = LoginThrottle(redis, settings.login_max_failures)
+        try:
+            await ensure_break_glass(sessions, settings)
+        except Exception as exc:  # a database not ready yet: readiness reports it; the next start retries
+            logging.getLogger(__name__).warning("could not set up the break-glass account: %s", exc)
         app.state.gateway = holder["gateway"] = gateway
         await gateway.start()
         if freeze_gc:
@@ -153,7 +168,7 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> Litestar:
     app = Litestar(
         route_handlers=[
             *compat,
-            landing,
+            web_router(settings),
             proxy_mount,
             api_router(),
             healthz,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +24,10 @@ from sqlalchemy.exc import ArgumentError
 __all__ = [
     "ConfigError",
     "DeploymentConfig",
+    "GroupMapping",
+    "LdapConfig",
     "ModelConfig",
+    "OidcProviderConfig",
     "Settings",
     "StaticKeyConfig",
     "load_settings",
@@ -101,6 +105,63 @@ class StaticKeyConfig(_Strict, frozen=True):
     limits: StaticKeyLimits = msgspec.field(default_factory=StaticKeyLimits)
 
 
+class OidcProviderConfig(_Strict, frozen=True):
+    """An OpenID Connect provider operators sign in with (one button each on the sign-in page)."""
+
+    name: str
+    """Short URL-safe name: ``/auth/oidc/<name>/login``."""
+    issuer: str
+    client_id: str
+    client_secret: str
+    """A reference: ``env:NAME``."""
+    label: str = ""
+    scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "email", "profile"])
+    groups_claim: str = "groups"
+    use_userinfo: bool = False
+    """Also read claims (email, name, groups) from the userinfo endpoint."""
+    timeout_s: float = 10.0
+
+
+class LdapConfig(_Strict, frozen=True):
+    """An LDAP directory: search-then-bind with a service account, or direct bind with a DN template.
+
+    ``server`` and ``base_dn`` as in the COO-LLM seed (``server: ldap.company.com``); ``server`` may
+    be a URL (``ldap://host:389``, ``ldaps://host:636``).
+    """
+
+    server: str
+    base_dn: str = ""
+    user_search_filter: str = "(uid=%s)"
+    """``%s`` is the (escaped) user name, e.g. ``(sAMAccountName=%s)``."""
+    user_dn_template: str | None = None
+    """Direct bind instead of search, e.g. ``uid=%s,ou=people,dc=example,dc=org``."""
+    bind_dn: str | None = None
+    bind_password: str | None = None
+    """A reference: ``env:NAME``."""
+    start_tls: bool = False
+    ca_file: str | None = None
+    verify_tls: bool = True
+    email_attribute: str = "mail"
+    name_attribute: str = "cn"
+    use_memberof: bool = True
+    group_search_base: str | None = None
+    group_search_filter: str = "(member=%s)"
+    """``%s`` is the user's (escaped) DN; used when ``group_search_base`` is set."""
+    group_name_attribute: str = "cn"
+    timeout_s: float = 5.0
+
+
+class GroupMapping(_Strict, frozen=True):
+    """An SSO group (OIDC groups claim or LDAP group name/DN) -> a global role and/or a tenant role."""
+
+    group: str
+    role: str | None = None
+    """``admin``, ``operator`` or ``auditor``."""
+    tenant: str | None = None
+    """A tenant slug; the user becomes its member with ``tenant_role``."""
+    tenant_role: str = "member"
+
+
 class Settings(_Strict, frozen=True):
     """The effective configuration of one portal process."""
 
@@ -129,6 +190,18 @@ class Settings(_Strict, frozen=True):
     db_pool_size: int = 10
     models: list[ModelConfig] = []
     api_keys: list[StaticKeyConfig] = []
+    oidc_providers: list[OidcProviderConfig] = []
+    ldap: LdapConfig | None = None
+    group_mappings: list[GroupMapping] = []
+    local_login: bool = True
+    """Break-glass sign-in with a local account and password (argon2 hashes)."""
+    admin_id: str | None = None
+    """A break-glass admin account created at start-up (the COO-LLM seed's ``webui.admin_id``)."""
+    admin_password: str | None = None
+    session_idle_timeout_s: float = 3600.0
+    session_absolute_timeout_s: float = 43200.0
+    login_max_failures: int = 5
+    """Failed sign-ins per account (and 4x that per client address) within 15 minutes."""
 
     @property
     def async_database_url(self) -> str:
@@ -142,7 +215,9 @@ class Settings(_Strict, frozen=True):
 
 
 _SCALAR_FIELDS: dict[str, str] = {
-    f.name: f.name for f in msgspec.structs.fields(Settings) if f.name not in {"models", "api_keys"}
+    f.name: f.name
+    for f in msgspec.structs.fields(Settings)
+    if f.name not in {"models", "api_keys", "oidc_providers", "ldap", "group_mappings"}
 }
 _ALLOWED_EXTRA_ENV = {"CONFIG"}
 
@@ -285,6 +360,44 @@ def _validate(settings: Settings, problems: list[str]) -> None:
                 )
             if dep.weight < 0:
                 problems.append(f"models: {model.name!r}: weight must not be negative")
+    _validate_auth(settings, problems)
+
+
+def _validate_auth(settings: Settings, problems: list[str]) -> None:
+    names = [p.name for p in settings.oidc_providers]
+    for provider in settings.oidc_providers:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", provider.name):
+            problems.append(
+                f"oidc_providers: name {provider.name!r} must be lowercase letters, digits, dashes"
+            )
+        if names.count(provider.name) > 1:
+            problems.append(f"oidc_providers: {provider.name!r} is declared more than once")
+        if not provider.issuer.startswith(("https://", "http://")):
+            problems.append(f"oidc_providers: {provider.name!r}: issuer must be an http(s) URL")
+        if not provider.client_secret.startswith("env:"):
+            problems.append(
+                f"oidc_providers: {provider.name!r}: client_secret must be a reference (env:NAME), "
+                "never the secret itself"
+            )
+    if settings.ldap is not None:
+        ldap = settings.ldap
+        if ldap.bind_password is not None and not ldap.bind_password.startswith("env:"):
+            problems.append("ldap: bind_password must be a reference (env:NAME), never the secret itself")
+        if ldap.user_dn_template is None and "%s" not in ldap.user_search_filter:
+            problems.append("ldap: user_search_filter needs %s where the user name goes, e.g. (uid=%s)")
+        if ldap.user_dn_template is not None and "%s" not in ldap.user_dn_template:
+            problems.append("ldap: user_dn_template needs %s where the user name goes")
+    for mapping in settings.group_mappings:
+        if mapping.role not in {None, "admin", "operator", "auditor"}:
+            problems.append(f"group_mappings: {mapping.group!r}: role must be admin, operator or auditor")
+        if mapping.tenant_role not in {"tenant_admin", "member"}:
+            problems.append(f"group_mappings: {mapping.group!r}: tenant_role must be tenant_admin or member")
+        if mapping.role is None and mapping.tenant is None:
+            problems.append(f"group_mappings: {mapping.group!r} maps to neither a role nor a tenant")
+    if (settings.admin_id is None) != (settings.admin_password is None):
+        problems.append("PORTAL_ADMIN_ID and PORTAL_ADMIN_PASSWORD go together: set both or neither")
+    if settings.admin_password is not None and len(settings.admin_password) < 12:
+        problems.append("PORTAL_ADMIN_PASSWORD is too short: use at least 12 characters")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Prepares a fresh machine for the test suite; idempotent, quick when everything is already there.
-# Installs curl and jq (the seed scripts use them), uv and the locked Python dependencies, and makes
-# sure the real PostgreSQL and Redis that the tests talk to are running on 127.0.0.1
-# (see ../shared/design/TESTING.md).
+# Installs the Debian packages the tests drive (curl, jq, slapd, chromium, node), uv and the locked
+# Python dependencies, and makes sure the real PostgreSQL and Redis that the tests talk to are
+# running on 127.0.0.1 (see ../shared/design/TESTING.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The seed workflows run the users' own shell scripts, which use curl and jq.
+# Debian packages the tests drive for real: curl and jq (the seeds' own scripts), slapd and
+# ldap-utils (a real LDAP directory), chromium (Playwright's browser; never `playwright install`),
+# nodejs and npm (the real OIDC provider, npm `oidc-provider`).
 missing=()
-for tool in curl jq; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+for pair in curl:curl jq:jq slapd:slapd ldapadd:ldap-utils chromium:chromium node:nodejs npm:npm; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair##*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: installing ${missing[*]}"

@@ -22,7 +22,7 @@ from portal.config import Settings, load_settings
 from portal.db.engine import create_engine, create_session_factory
 from portal.db.migrate import upgrade
 
-pytest_plugins = ["tests.fakes.fixtures"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.fakes.oidc_fixture", "tests.fakes.ldap_fixture"]
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -21,7 +21,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from portal import audit
 from portal.auth.roles import ROLE_PERMISSIONS, Permission
-from portal.db.models import AdminRole
+from portal.db.models import TENANT_SCOPED_ROLES, AdminRole
 from portal.errors import NotFoundError, PermissionDeniedError
 from portal.proxy.gateway import Gateway
 from portal.proxy.principal import KeyLookupUnavailable
@@ -41,16 +41,22 @@ class AdminCaller:
     label: str
     ip: str | None = None
     request_id: str | None = None
+    user_id: uuid.UUID | None = None
+    """Set when a signed-in person acts through the portal (then ``key_id`` is ``None``)."""
 
     def can(self, permission: Permission) -> bool:
         return permission in ROLE_PERMISSIONS[self.role]
 
     @property
     def tenant_scoped(self) -> bool:
-        return self.role == AdminRole.TENANT_ADMIN
+        return self.role in TENANT_SCOPED_ROLES
 
     @property
     def actor(self) -> audit.Actor:
+        if self.user_id is not None:
+            return audit.Actor(
+                type="user", id=str(self.user_id), label=self.label, ip=self.ip, request_id=self.request_id
+            )
         return audit.Actor(
             type="admin_key" if self.key_id else "master_key",
             id=str(self.key_id) if self.key_id else None,

@@ -8,8 +8,12 @@ Roles:
 - ``admin``: everything.
 - ``viewer``: read everything except the audit log.
 - ``auditor``: read everything, the audit log included.
+- ``operator`` (people): tenants, users, keys, models, grants, budgets; not the audit log, and no
+  role above its own (so it cannot make anyone an admin).
 - ``tenant_admin``: one tenant: read it, manage its members, keys, key grants, key budgets and
   limits (never above the tenant's own), read its spend and logs; the model catalog read-only.
+- ``member`` (people): self-service in one tenant: read it and the catalog, manage its keys within
+  the tenant's limits, read its spend and logs.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ _READ = frozenset(p for p in Permission if p.value.endswith(":read") and p is no
 
 ROLE_PERMISSIONS: dict[AdminRole, frozenset[Permission]] = {
     AdminRole.ADMIN: frozenset(Permission),
+    AdminRole.OPERATOR: frozenset(Permission) - {Permission.AUDIT_READ},
     AdminRole.VIEWER: _READ,
     AdminRole.AUDITOR: _READ | {Permission.AUDIT_READ},
     AdminRole.TENANT_ADMIN: frozenset(
@@ -61,6 +66,16 @@ ROLE_PERMISSIONS: dict[AdminRole, frozenset[Permission]] = {
             Permission.GRANTS_WRITE,
             Permission.BUDGETS_READ,
             Permission.BUDGETS_WRITE,
+            Permission.SPEND_READ,
+            Permission.LOGS_READ,
+        }
+    ),
+    AdminRole.MEMBER: frozenset(
+        {
+            Permission.TENANTS_READ,
+            Permission.KEYS_READ,
+            Permission.KEYS_WRITE,
+            Permission.CATALOG_READ,
             Permission.SPEND_READ,
             Permission.LOGS_READ,
         }

@@ -19,7 +19,7 @@ from portal.api.pagination import Page, check_limit, cursor_uuid, page_of
 from portal.api.schemas import Limit, money, unset_fields
 from portal.auth.admin import AdminCaller
 from portal.auth.roles import Permission, need
-from portal.db.models import AdminRole, ApiKey
+from portal.db.models import TENANT_SCOPED_ROLES, AdminRole, ApiKey
 from portal.errors import NotFoundError, ValidationFailedError
 from portal.keys import service
 from portal.tenants.service import get_tenant
@@ -239,7 +239,7 @@ class KeyController(Controller):
         role = AdminRole(data.role) if data.role else None
         service.check_key_role(caller, role)
         tenant_id = caller.scoped_tenant(await _tenant_id(db, data.tenant))
-        if role == AdminRole.TENANT_ADMIN and tenant_id is None:
+        if role in TENANT_SCOPED_ROLES and tenant_id is None:
             raise ValidationFailedError(
                 "tenant required", {"tenant": "a tenant_admin key belongs to one tenant"}
             )

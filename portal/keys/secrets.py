@@ -27,6 +27,15 @@ def hash_key(key: str) -> str:
 
 
 def display_prefix(key: str) -> str:
-    """What may be shown of a key after creation: its first characters and an ellipsis."""
-    visible = 10 if len(key) >= 24 else max(3, len(key) // 3)
+    """What may be shown of a key after creation: its first characters and an ellipsis.
+
+    Generated keys show their kind and 5 to 11 random characters (``sk-admin-AbCdE...``): enough to
+    tell keys apart by eye and by prefix, while over 190 bits stay secret.
+    """
+    if len(key) >= 40:
+        visible = 14
+    elif len(key) >= 24:
+        visible = 10
+    else:
+        visible = max(3, len(key) // 3)
     return key[:visible] + "..."

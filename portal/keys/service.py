@@ -22,7 +22,17 @@ from portal import audit
 from portal.audit.service import snapshot
 from portal.auth.roles import rank_allows
 from portal.db.effects import note
-from portal.db.models import AdminRole, ApiKey, Budget, Grant, KeyStatus, SubjectType, Tenant, User
+from portal.db.models import (
+    TENANT_SCOPED_ROLES,
+    AdminRole,
+    ApiKey,
+    Budget,
+    Grant,
+    KeyStatus,
+    SubjectType,
+    Tenant,
+    User,
+)
 from portal.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationFailedError
 from portal.keys.secrets import display_prefix, generate_key, hash_key
 from portal.timeutil import utcnow
@@ -237,7 +247,7 @@ async def create_key(
 ) -> NewKey:
     """Create a key (an admin key when ``role`` is set); ``key.created`` is audited without the secret."""
     role = _role(role)
-    if role == AdminRole.TENANT_ADMIN and tenant_id is None:
+    if role in TENANT_SCOPED_ROLES and tenant_id is None:
         raise ValidationFailedError(
             "tenant required", {"tenant_id": "a tenant_admin key belongs to one tenant"}
         )
@@ -310,7 +320,7 @@ async def update_key(
     _check_not_revoked(key)
     if "role" in changes:
         role = _role(changes["role"])
-        if role == AdminRole.TENANT_ADMIN and key.tenant_id is None:
+        if role in TENANT_SCOPED_ROLES and key.tenant_id is None:
             raise ValidationFailedError("tenant required", {"role": "a tenant_admin key needs a tenant"})
         changes = {**changes, "role": role.value if role else None}
     if "user_id" in changes:

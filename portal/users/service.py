@@ -253,6 +253,9 @@ async def update_user(session: AsyncSession, actor: audit.Actor, user: User, cha
     await _check_unique(session, values, user.id)
     before = snapshot(user)
     _apply(user, values)
+    if "role" in values and (user.metadata_ or {}).get("role_source") == "sso":
+        # Set by hand now: sign-in group mappings leave it alone from here on.
+        user.metadata_ = {k: v for k, v in user.metadata_.items() if k != "role_source"}
     await session.flush()
     await audit.record(
         session,

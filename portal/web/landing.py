@@ -8,11 +8,12 @@ from litestar import Request, get
 from litestar.response import Template
 
 from portal import __version__
+from portal.auth.person import page
 
 __all__ = ["landing"]
 
 
-@get("/", name="web:landing", include_in_schema=False)
+@get("/", name="web:landing", include_in_schema=False, opt=page("public"))
 async def landing(request: Request[Any, Any, Any]) -> Template:
     """The front page."""
     settings = request.app.state.resources.settings

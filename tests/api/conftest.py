@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal import audit
 from portal.app import create_app
-from portal.db.models import AdminRole
+from portal.db.models import TENANT_SCOPED_ROLES, AdminRole
 from portal.keys.service import create_key
 from portal.proxy.gateway import Gateway
 from portal.tenants.service import create_tenant
@@ -73,7 +73,7 @@ async def admin_api(
                 ACTOR,
                 role=role,
                 alias=f"{role} key",
-                tenant_id=tenant.id if role == AdminRole.TENANT_ADMIN else None,
+                tenant_id=tenant.id if role in TENANT_SCOPED_ROLES else None,
             )
             api.keys[role.value] = new.secret
     try:

@@ -35,7 +35,7 @@ from portal.app import create_app
 from portal.catalog.credentials import create_credential
 from portal.catalog.service import create_deployment, create_model
 from portal.compat.coo_config import REDACTED, redact
-from portal.db.models import AdminRole, ApiKey, AuditEvent, SubjectType
+from portal.db.models import TENANT_SCOPED_ROLES, AdminRole, ApiKey, AuditEvent, SubjectType
 from portal.grants.service import add_grant
 from portal.keys.service import create_key
 from portal.tenants.service import create_tenant
@@ -121,7 +121,7 @@ async def coo(
                 ACTOR,
                 role=role,
                 alias=f"coo {role} key",
-                tenant_id=tenant.id if role == AdminRole.TENANT_ADMIN else None,
+                tenant_id=tenant.id if role in TENANT_SCOPED_ROLES else None,
             )
             api.keys[role.value] = new.secret
     try:

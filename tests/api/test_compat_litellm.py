@@ -34,6 +34,7 @@ from portal.auth.roles import ROLE_PERMISSIONS, Permission
 from portal.db.engine import create_engine, create_session_factory
 from portal.db.migrate import upgrade_async
 from portal.db.models import (
+    TENANT_SCOPED_ROLES,
     AdminRole,
     ApiKey,
     AuditEvent,
@@ -197,7 +198,7 @@ async def lite(
                 ACTOR,
                 role=role,
                 alias=f"litellm {role}",
-                tenant_id=tenant.id if role == AdminRole.TENANT_ADMIN else None,
+                tenant_id=tenant.id if role in TENANT_SCOPED_ROLES else None,
             )
             running.keys[role.value] = new.secret
     try:

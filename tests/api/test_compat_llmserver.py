@@ -30,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal import audit
 from portal.app import create_app
-from portal.db.models import AdminRole, ApiKey, AuditEvent, Grant, SubjectType
+from portal.db.models import TENANT_SCOPED_ROLES, AdminRole, ApiKey, AuditEvent, Grant, SubjectType
+from portal.keys.secrets import display_prefix
 from portal.keys.service import create_key
 from portal.tenants.service import create_tenant
 from tests.conftest import REDIS_URL, TEST_SECRET, make_settings
@@ -94,7 +95,7 @@ async def llm(
                 ACTOR,
                 role=role,
                 alias=f"llmserver {role}",
-                tenant_id=tenant.id if role == AdminRole.TENANT_ADMIN else None,
+                tenant_id=tenant.id if role in TENANT_SCOPED_ROLES else None,
             )
             running.keys[role.value] = new.secret
     try:
@@ -183,7 +184,7 @@ async def test_seed_workflow_end_to_end(llm: LlmServer) -> None:
     assert mine["role"] == "default"
     assert "api_key" not in mine
     assert user_key not in json.dumps(listed)
-    seeded = [k for k in listed if k["prefix"] == admin_key[:10] + "..."]
+    seeded = [k for k in listed if k["prefix"] == display_prefix(admin_key)]
     assert [k["role"] for k in seeded] == ["admin"]
 
     # A real proxied call with the new key (LLM Server keys may use every model), twice: cached twice.

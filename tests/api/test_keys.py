@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from portal.db.models import AdminRole, ApiKey, AuditEvent, Budget, Grant, SubjectType
 from portal.grants.service import add_grant
+from portal.keys.secrets import display_prefix
 from portal.keys.service import create_key
 from portal.limits.budgets import set_budget
 from portal.tenants.service import create_tenant
@@ -95,7 +96,7 @@ async def test_create_read_list_update_delete(admin_api: AdminApi, admin: httpx.
     assert secret.startswith("sk-")
     assert len(secret) > 40
     assert set(body) == VIEW_FIELDS
-    assert body["key_prefix"] == secret[:10] + "..."
+    assert body["key_prefix"] == display_prefix(secret)
     assert body["role"] is None
     assert body["status"] == "active"
     assert body["spend_total"] == "0"

@@ -18,6 +18,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
 
 from portal.auth.admin import admin_guard
+from portal.auth.person import page_guard
 from portal.auth.roles import ROLE_PERMISSIONS, Permission
 from portal.db.models import AdminRole
 from tests.api.conftest import ACTOR, AdminApi
@@ -34,7 +35,13 @@ def admin_routes(app: Litestar) -> Iterator[tuple[str, str, HTTPRouteHandler]]:
         if not isinstance(route, HTTPRoute):
             continue
         for handler in route.route_handlers:
-            guarded = admin_guard in handler.resolve_guards()
+            if handler.http_methods <= {"HEAD", "OPTIONS"}:
+                continue
+            guards = handler.resolve_guards()
+            if page_guard in guards:  # pages: checked by tests/auth/test_page_matrix.py
+                assert "page" in handler.opt, f"{route.path} is a page without an access rule"
+                continue
+            guarded = admin_guard in guards
             for method in sorted(handler.http_methods - {"HEAD", "OPTIONS"}):
                 if not guarded:
                     assert route.path in PUBLIC_EXACT or route.path.startswith(PUBLIC_PREFIXES), (

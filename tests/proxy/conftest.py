@@ -232,8 +232,8 @@ class Running:
             return row
 
 
-async def serve(app: Litestar) -> tuple[str, uvicorn.Server, asyncio.Task[None]]:
-    port = free_port()
+async def serve(app: Litestar, port: int | None = None) -> tuple[str, uvicorn.Server, asyncio.Task[None]]:
+    port = port or free_port()
     config = uvicorn.Config(
         FastPath(app), host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
     )

@@ -25,8 +25,10 @@ def test_display_prefix_reveals_only_the_start() -> None:
     key = generate_key()
     shown = display_prefix(key)
     assert shown.endswith("...")
-    assert len(shown) - 3 <= 10
+    assert len(shown) - 3 <= 14
     assert key.startswith(shown[:-3])
+    admin = display_prefix(generate_key("admin"))
+    assert len(admin.removeprefix("sk-admin-").removesuffix("...")) == 5, "admin keys differ by 5 characters"
     assert len(display_prefix("sk-prod-app-key-123")) - 3 < len("sk-prod-app-key-123") // 2
 
 

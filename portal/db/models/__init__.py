@@ -5,13 +5,14 @@ from portal.db.models.budgets import Budget, BudgetKind, BudgetPeriodAlignment, 
 from portal.db.models.cache import CompletionCacheEntry
 from portal.db.models.catalog import Credential, Deployment, Model, Provider
 from portal.db.models.grants import Grant
-from portal.db.models.keys import AdminRole, ApiKey, KeyStatus
+from portal.db.models.keys import TENANT_SCOPED_ROLES, AdminRole, ApiKey, KeyStatus
 from portal.db.models.requests import RequestLog, SpendDaily
 from portal.db.models.sessions import WebSession
 from portal.db.models.tenants import Tenant, TenantStatus
 from portal.db.models.users import Membership, MembershipRole, User, UserIdentity, UserRole, UserStatus
 
 __all__ = [
+    "TENANT_SCOPED_ROLES",
     "AdminRole",
     "ApiKey",
     "AuditEvent",

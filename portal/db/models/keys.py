@@ -17,7 +17,7 @@ from portal.db.base import Base, TimestampMixin, UUIDPrimaryKey
 from portal.db.models.limits_mixin import LimitColumns
 from portal.db.types import GUID, DateTimeUTC, JsonB
 
-__all__ = ["AdminRole", "ApiKey", "KeyStatus"]
+__all__ = ["TENANT_SCOPED_ROLES", "AdminRole", "ApiKey", "KeyStatus"]
 
 
 class KeyStatus(StrEnum):
@@ -27,12 +27,18 @@ class KeyStatus(StrEnum):
 
 
 class AdminRole(StrEnum):
-    """Role of an admin key on the admin API; a key without a role is a proxy-only key."""
+    """Role on the admin surfaces, of an admin key or of a signed-in person; a key without a role is
+    a proxy-only key. ``tenant_admin`` and ``member`` act within one tenant."""
 
     ADMIN = "admin"
+    OPERATOR = "operator"
     VIEWER = "viewer"
     AUDITOR = "auditor"
     TENANT_ADMIN = "tenant_admin"
+    MEMBER = "member"
+
+
+TENANT_SCOPED_ROLES = frozenset({AdminRole.TENANT_ADMIN, AdminRole.MEMBER})
 
 
 class ApiKey(UUIDPrimaryKey, LimitColumns, TimestampMixin, Base):
