@@ -227,3 +227,65 @@ async def test_a_disabled_user_cannot_sign_in(sso: Sso) -> None:
             user = await session.get(User, user_id)
             assert user is not None
             user.status = "active"
+
+
+async def test_throttling_per_client_address(sso: Sso) -> None:
+    """Many accounts tried from one address: the address is throttled (4x the per-account limit)."""
+    address = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    async with sso.browser() as browser:
+        browser.headers["x-forwarded-for"] = address
+        statuses = [
+            (await sso.sign_in_local(browser, f"guess-{uuid.uuid4().hex[:8]}", "guess")).status_code
+            for _ in range(13)
+        ]
+        assert statuses == [401] * 12 + [429]
+        blocked = await sso.sign_in_local(browser, BREAK_GLASS_ID, BREAK_GLASS_PASSWORD)
+        assert blocked.status_code == 429, "the right password does not help from a throttled address"
+    async with sso.browser() as elsewhere:
+        elsewhere.headers["x-forwarded-for"] = "198.51.100.7"
+        assert (await sso.sign_in_local(elsewhere, BREAK_GLASS_ID, BREAK_GLASS_PASSWORD)).status_code == 303
+
+
+async def test_local_sign_in_can_be_turned_off(database_url: str) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from portal.app import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings(
+        database_url,
+        local_login=False,
+        secure_cookies=False,
+        admin_id="offline-admin",
+        admin_password="long enough password",
+    )
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        page = await client.get("/login")
+        assert "Local account" not in page.text
+        token = client.cookies.get("portal_csrf")
+        assert token
+        refused = await client.post(
+            "/auth/local",
+            data={"username": "offline-admin", "password": "long enough password"},
+            headers={"x-csrftoken": token},
+        )
+        assert refused.status_code == 401
+        assert "local sign-in is turned off" in refused.text
+        assert COOKIE_NAME not in refused.cookies
+
+
+async def test_htmx_requests_carry_the_csrf_token_in_a_header(sso: Sso) -> None:
+    """Pages tell htmx to send the token as ``X-CSRFToken``; a state-changing request with it passes."""
+    import re
+
+    async with sso.browser() as browser:
+        assert (await sso.sign_in_local(browser, BREAK_GLASS_ID, BREAK_GLASS_PASSWORD)).status_code == 303
+        page = await browser.get("/account")
+        match = re.search(r'"X-CSRFToken": "([^"]+)"', page.text)
+        assert match is not None
+        without = await browser.post("/logout", headers={"HX-Request": "true"})
+        assert without.status_code == 403
+        with_header = await browser.post(
+            "/logout", headers={"HX-Request": "true", "X-CSRFToken": match.group(1)}
+        )
+        assert with_header.status_code == 303
