@@ -29,6 +29,7 @@ from portal.auth.sessions import SessionManager
 from portal.auth.throttle import LoginThrottle
 from portal.config import OidcProviderConfig, Settings
 from portal.state import AppResources
+from portal.web.pages import render
 
 __all__ = ["AUTH_ROUTES", "safe_next"]
 
@@ -281,8 +282,7 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
 @get("/account", name="auth:account", opt=page("signed_in"), include_in_schema=False)
 async def account(request: Request[Any, Any, Any]) -> Template:
     """Who am I: name, role, memberships; sign out here or everywhere."""
-    person = await current_person(request)
-    return Template(template_name="auth/account.html", context={"person": person})
+    return await render(request, "auth/account.html")
 
 
 @post(

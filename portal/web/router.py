@@ -11,15 +11,23 @@ from typing import Any
 
 from litestar import Request, Response, Router
 from litestar.config.csrf import CSRFConfig
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.response import Redirect, Template
 from litestar.types import ControllerRouterHandler
 
+from portal.api.deps import provide_db
+from portal.audit.pages import PAGES as AUDIT_PAGES
 from portal.auth.person import SignInRequired, page_guard
 from portal.auth.routes import AUTH_ROUTES
+from portal.catalog.pages import PAGES as CATALOG_PAGES
 from portal.config import Settings
+from portal.grants.pages import PAGES as GRANT_PAGES
+from portal.keys.pages import PAGES as KEY_PAGES
+from portal.spend.pages import PAGES as SPEND_PAGES
+from portal.tenants.pages import PAGES as TENANT_PAGES
 from portal.web.landing import landing
 
 __all__ = ["CSRF_COOKIE", "CSRF_HEADER", "PAGE_HANDLERS", "web_router"]
@@ -27,7 +35,16 @@ __all__ = ["CSRF_COOKIE", "CSRF_HEADER", "PAGE_HANDLERS", "web_router"]
 log = logging.getLogger(__name__)
 CSRF_COOKIE = "portal_csrf"
 CSRF_HEADER = "x-csrftoken"
-PAGE_ROUTES: list[ControllerRouterHandler] = [landing, *AUTH_ROUTES]
+PAGE_ROUTES: list[ControllerRouterHandler] = [
+    landing,
+    *AUTH_ROUTES,
+    *TENANT_PAGES,
+    *KEY_PAGES,
+    *CATALOG_PAGES,
+    *GRANT_PAGES,
+    *SPEND_PAGES,
+    *AUDIT_PAGES,
+]
 
 
 def _is_htmx(request: Request[Any, Any, Any]) -> bool:
@@ -88,5 +105,6 @@ def web_router(settings: Settings) -> Router:
         guards=[page_guard],
         middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
         exception_handlers=PAGE_HANDLERS,
+        dependencies={"db": Provide(provide_db)},
         include_in_schema=False,
     )

@@ -1,0 +1,9 @@
+"""Portal pages of the audit domain (issue 7)."""
+
+from __future__ import annotations
+
+from litestar.types import ControllerRouterHandler
+
+__all__ = ["PAGES"]
+
+PAGES: list[ControllerRouterHandler] = []

@@ -1,0 +1,119 @@
+"""What every portal page uses: the signed-in person as a service caller, the layout's context
+(navigation by role, flash messages), and rendering a whole page or, for htmx, just a fragment.
+
+A page handler calls :func:`render` with its template and, optionally, the fragment template htmx
+swaps in; responses carry ``Vary: HX-Request`` so caches keep the two apart. Flash messages survive
+one redirect (they live in the session).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+from litestar.exceptions import PermissionDeniedException
+from litestar.response import Redirect, Template
+
+from portal.auth.admin import AdminCaller
+from portal.auth.person import Person, SignInRequired, current_person
+from portal.auth.roles import Permission
+from portal.auth.sessions import SessionManager
+
+__all__ = ["NAV", "NavItem", "flash", "is_htmx", "page_caller", "redirect", "render", "signed_in"]
+
+
+@dataclass(frozen=True, slots=True)
+class NavItem:
+    label: str
+    href: str
+    permission: Permission | None
+
+
+NAV: tuple[NavItem, ...] = (
+    NavItem("Dashboard", "/dashboard", Permission.SPEND_READ),
+    NavItem("Tenants", "/tenants", Permission.TENANTS_READ),
+    NavItem("Keys", "/keys", Permission.KEYS_READ),
+    NavItem("Models", "/models", Permission.CATALOG_READ),
+    NavItem("Grants", "/grants", Permission.GRANTS_READ),
+    NavItem("Spend", "/spend", Permission.SPEND_READ),
+    NavItem("Logs", "/logs", Permission.LOGS_READ),
+    NavItem("Audit", "/audit", Permission.AUDIT_READ),
+)
+FLASH_KEY = "flash"
+
+
+def is_htmx(request: Request[Any, Any, Any]) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+async def signed_in(request: Request[Any, Any, Any]) -> Person:
+    """The signed-in person (the page guard already sent everyone else to ``/login``)."""
+    person = await current_person(request)
+    if person is None:
+        raise SignInRequired("sign in to see this page")
+    return person
+
+
+async def page_caller(request: Request[Any, Any, Any], tenant_id: uuid.UUID | None = None) -> AdminCaller:
+    """The signed-in person as a caller of the domain services (members: in ``tenant_id`` or their first
+    tenant); 403 when they may act nowhere."""
+    person = await signed_in(request)
+    caller = person.caller(tenant_id)
+    if caller is None:
+        raise PermissionDeniedException("you are not a member of any tenant yet; ask an administrator")
+    return caller
+
+
+async def flash(request: Request[Any, Any, Any], message: str, kind: str = "ok") -> None:
+    """Show ``message`` on the next page this person sees (after a redirect)."""
+    manager: SessionManager = request.app.state.session_manager
+    state = await manager.load(request)
+    if state is None:
+        return
+    state.data.setdefault(FLASH_KEY, []).append({"message": message, "kind": kind})
+    await manager.save(state)
+
+
+async def _take_flashes(request: Request[Any, Any, Any]) -> list[dict[str, str]]:
+    manager: SessionManager = request.app.state.session_manager
+    state = await manager.load(request)
+    if state is None or not state.data.get(FLASH_KEY):
+        return []
+    messages: list[dict[str, str]] = state.data.pop(FLASH_KEY)
+    await manager.save(state)
+    return messages
+
+
+async def render(
+    request: Request[Any, Any, Any],
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    fragment: str | None = None,
+    status_code: int = 200,
+) -> Template:
+    """The page (layout included), or only ``fragment`` for an htmx request."""
+    person = await current_person(request)
+    values = dict(context or {})
+    values.setdefault("person", person)
+    values["nav"] = [
+        item for item in NAV if person is not None and item.permission and person.can(item.permission)
+    ]
+    values["current_path"] = request.url.path
+    if fragment is not None and is_htmx(request):
+        return Template(
+            template_name=fragment, context=values, status_code=status_code, headers={"Vary": "HX-Request"}
+        )
+    values["flashes"] = await _take_flashes(request)
+    return Template(
+        template_name=template, context=values, status_code=status_code, headers={"Vary": "HX-Request"}
+    )
+
+
+def redirect(request: Request[Any, Any, Any], url: str) -> Redirect:
+    """Go to ``url`` after a form post; for htmx, tell it to navigate (``HX-Redirect``)."""
+    if is_htmx(request):
+        return Redirect(url, status_code=303, headers={"HX-Redirect": url})
+    return Redirect(url, status_code=303)
