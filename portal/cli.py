@@ -202,3 +202,33 @@ def config_check() -> None:
 
 for _group in (tenants, users, keys, models):
     main.add_command(_group)
+
+
+@config.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="Output format.",
+)
+def config_export(fmt: str) -> None:
+    """Print the effective configuration for a backup: settings plus the database catalog, secrets redacted
+    (the same document as ``GET /admin/v1/config``)."""
+    from portal.ops.config_export import config_document, to_yaml
+
+    settings = _settings()
+
+    async def work(session: Any) -> dict[str, Any]:
+        return await config_document(session, settings)
+
+    try:
+        document = asyncio.run(_with_session(settings, work))
+    except Exception as exc:  # an unreachable or unmigrated database: one clear line, no traceback
+        click.echo(f"portal: cannot read the database: {type(exc).__name__}: {exc}"[:500], err=True)
+        sys.exit(1)
+    if fmt == "json":
+        click.echo(msgspec.json.format(msgspec.json.encode(document)).decode())
+    else:
+        click.echo(to_yaml(document), nl=False)

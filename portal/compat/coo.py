@@ -24,7 +24,7 @@ Routes (one permission each):
   ``{client_id, total_requests, total_tokens, total_cost, success_rate, avg_latency, last_request_time}``.
 - ``GET /stats?group_by=&client_key=&provider=&model=&start=&end=`` (spend:read) -> see :func:`stats`.
 - ``GET /config`` (config:read) -> the effective configuration, secrets redacted
-  (:mod:`portal.compat.coo_config`); JSON (also valid YAML), or YAML with ``?format=yaml`` or
+  (:mod:`portal.ops.config_export`); JSON (also valid YAML), or YAML with ``?format=yaml`` or
   ``Accept: application/yaml``.
 """
 
@@ -58,11 +58,11 @@ from portal.compat.coo_clients import (
     list_clients,
     provider_map,
 )
-from portal.compat.coo_config import config_document, to_yaml
 from portal.db.models import ApiKey, SubjectType
 from portal.errors import ConflictError, DomainError, NotFoundError, ValidationFailedError
 from portal.grants.service import replace_grants
 from portal.keys.service import check_key_access, create_key, delete_key, update_key
+from portal.ops.config_export import config_document, to_yaml
 from portal.spend.queries import SpendRow, call_stats, spend_report
 from portal.timeutil import utcnow
 

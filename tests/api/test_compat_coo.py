@@ -34,10 +34,10 @@ from portal import audit
 from portal.app import create_app
 from portal.catalog.credentials import create_credential
 from portal.catalog.service import create_deployment, create_model
-from portal.compat.coo_config import REDACTED, redact
 from portal.db.models import TENANT_SCOPED_ROLES, AdminRole, ApiKey, AuditEvent, SubjectType
 from portal.grants.service import add_grant
 from portal.keys.service import create_key
+from portal.ops.config_export import REDACTED, redact
 from portal.tenants.service import create_tenant
 from tests.api.conftest import AdminApi
 from tests.conftest import REDIS_URL, TEST_SECRET, make_settings
