@@ -25,8 +25,19 @@ __all__ = ["LOCAL_PROVIDER", "authenticate_local", "ensure_break_glass", "hash_p
 
 log = logging.getLogger(__name__)
 LOCAL_PROVIDER = "local"
-_HASHER = PasswordHasher()
-_DUMMY_HASH = _HASHER.hash("portal-dummy-password-for-timing")
+# OWASP's argon2id baseline (19 MiB, 2 passes): the library default (64 MiB, 3 passes, 4 lanes) would
+# take 64 MB per concurrent sign-in.
+_HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+_dummy_hash: str | None = None
+
+
+def _dummy() -> str:
+    """A hash to verify against when the account does not exist (same work, so timing tells nothing);
+    made on first use, not at import."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _HASHER.hash("portal-dummy-password-for-timing")
+    return _dummy_hash
 _WRONG = "wrong user name or password"
 
 
@@ -51,7 +62,7 @@ async def authenticate_local(session: AsyncSession, username: str, password: str
         .join(UserIdentity, UserIdentity.user_id == User.id)
         .where(UserIdentity.provider == LOCAL_PROVIDER, UserIdentity.subject == username)
     )
-    stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
+    stored = user.password_hash if user is not None and user.password_hash else _dummy()
     ok = await asyncio.to_thread(_verify, stored, password)
     if user is None or not user.password_hash:
         raise LoginFailed(_WRONG, reason="unknown_user", username=username)
