@@ -38,6 +38,8 @@ def _dummy() -> str:
     if _dummy_hash is None:
         _dummy_hash = _HASHER.hash("portal-dummy-password-for-timing")
     return _dummy_hash
+
+
 _WRONG = "wrong user name or password"
 
 

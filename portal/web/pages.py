@@ -8,18 +8,20 @@ one redirect (they live in the session).
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from litestar import Request
+from litestar.datastructures import Cookie
 from litestar.exceptions import PermissionDeniedException
 from litestar.response import Redirect, Template
 
 from portal.auth.admin import AdminCaller
 from portal.auth.person import Person, SignInRequired, current_person
 from portal.auth.roles import Permission
-from portal.auth.sessions import SessionManager
 
 __all__ = ["NAV", "NavItem", "flash", "is_htmx", "page_caller", "redirect", "render", "signed_in"]
 
@@ -41,7 +43,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Logs", "/logs", Permission.LOGS_READ),
     NavItem("Audit", "/audit", Permission.AUDIT_READ),
 )
-FLASH_KEY = "flash"
+FLASH_KEY = "portal_flash"
+FLASH_COOKIE = "portal_flash"
 
 
 def is_htmx(request: Request[Any, Any, Any]) -> bool:
@@ -67,23 +70,29 @@ async def page_caller(request: Request[Any, Any, Any], tenant_id: uuid.UUID | No
 
 
 async def flash(request: Request[Any, Any, Any], message: str, kind: str = "ok") -> None:
-    """Show ``message`` on the next page this person sees (after a redirect)."""
-    manager: SessionManager = request.app.state.session_manager
-    state = await manager.load(request)
-    if state is None:
-        return
-    state.data.setdefault(FLASH_KEY, []).append({"message": message, "kind": kind})
-    await manager.save(state)
+    """Show ``message`` on the next page this person sees (carried by :func:`redirect` in a short-lived
+    cookie, so it needs no database write while the request's transaction is still open)."""
+    request.scope.setdefault("state", {}).setdefault(FLASH_KEY, []).append({"message": message, "kind": kind})
 
 
-async def _take_flashes(request: Request[Any, Any, Any]) -> list[dict[str, str]]:
-    manager: SessionManager = request.app.state.session_manager
-    state = await manager.load(request)
-    if state is None or not state.data.get(FLASH_KEY):
-        return []
-    messages: list[dict[str, str]] = state.data.pop(FLASH_KEY)
-    await manager.save(state)
-    return messages
+def _pending(request: Request[Any, Any, Any]) -> list[dict[str, str]]:
+    pending: list[dict[str, str]] = request.scope.get("state", {}).get(FLASH_KEY, [])
+    return pending
+
+
+def _take_flashes(request: Request[Any, Any, Any]) -> tuple[list[dict[str, str]], bool]:
+    """Messages to show now: from the cookie a redirect set, and any flashed in this request."""
+    messages: list[dict[str, str]] = []
+    raw = request.cookies.get(FLASH_COOKIE)
+    if raw:
+        try:
+            decoded = msgspec.json.decode(base64.urlsafe_b64decode(raw.encode()), type=list[dict[str, str]])
+            messages = [
+                {"message": m.get("message", "")[:500], "kind": m.get("kind", "ok")} for m in decoded[:5]
+            ]
+        except (ValueError, msgspec.DecodeError):
+            messages = []
+    return messages + _pending(request), raw is not None
 
 
 async def render(
@@ -106,14 +115,26 @@ async def render(
         return Template(
             template_name=fragment, context=values, status_code=status_code, headers={"Vary": "HX-Request"}
         )
-    values["flashes"] = await _take_flashes(request)
+    values["flashes"], had_cookie = _take_flashes(request)
+    cookies = [Cookie(key=FLASH_COOKIE, value="", max_age=0, path="/")] if had_cookie else []
     return Template(
-        template_name=template, context=values, status_code=status_code, headers={"Vary": "HX-Request"}
+        template_name=template,
+        context=values,
+        status_code=status_code,
+        headers={"Vary": "HX-Request"},
+        cookies=cookies,
     )
 
 
 def redirect(request: Request[Any, Any, Any], url: str) -> Redirect:
-    """Go to ``url`` after a form post; for htmx, tell it to navigate (``HX-Redirect``)."""
-    if is_htmx(request):
-        return Redirect(url, status_code=303, headers={"HX-Redirect": url})
-    return Redirect(url, status_code=303)
+    """Go to ``url`` after a form post (carrying this request's flash messages); for htmx, tell it to
+    navigate (``HX-Redirect``)."""
+    cookies = []
+    if _pending(request):
+        waiting, _ = _take_flashes(request)  # earlier messages not shown yet (redirect after redirect)
+        value = base64.urlsafe_b64encode(msgspec.json.encode(waiting[-5:])).decode()
+        cookies.append(
+            Cookie(key=FLASH_COOKIE, value=value, max_age=60, path="/", httponly=True, samesite="lax")
+        )
+    headers = {"HX-Redirect": url} if is_htmx(request) else {}
+    return Redirect(url, status_code=303, headers=headers, cookies=cookies)

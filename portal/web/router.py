@@ -24,8 +24,10 @@ from portal.auth.person import SignInRequired, page_guard
 from portal.auth.routes import AUTH_ROUTES
 from portal.catalog.pages import PAGES as CATALOG_PAGES
 from portal.config import Settings
+from portal.errors import DomainError
 from portal.grants.pages import PAGES as GRANT_PAGES
 from portal.keys.pages import PAGES as KEY_PAGES
+from portal.spend.log_pages import PAGES as LOG_PAGES
 from portal.spend.pages import PAGES as SPEND_PAGES
 from portal.tenants.pages import PAGES as TENANT_PAGES
 from portal.web.landing import landing
@@ -44,6 +46,7 @@ PAGE_ROUTES: list[ControllerRouterHandler] = [
     *GRANT_PAGES,
     *SPEND_PAGES,
     *AUDIT_PAGES,
+    *LOG_PAGES,
 ]
 
 
@@ -77,6 +80,12 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     return _error_page(request, status, titles.get(status, "Error"), str(exc.detail))
 
 
+def _domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    """A refused change or unknown object that a page did not handle inline: an error page, not a 500."""
+    titles = {403: "Not allowed", 404: "Not found", 409: "Conflict", 422: "Invalid input"}
+    return _error_page(request, exc.status_code, titles.get(exc.status_code, "Error"), exc.message)
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _error_page(request, 500, "Something went wrong", "The error was logged; try again in a moment.")
@@ -84,6 +93,7 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 
 PAGE_HANDLERS: dict[type[Exception] | int, Callable[..., Response[Any]]] = {
     SignInRequired: _sign_in,
+    DomainError: _domain,
     HTTPException: _http,
     Exception: _internal,
 }

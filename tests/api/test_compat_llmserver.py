@@ -200,6 +200,7 @@ async def test_seed_workflow_end_to_end(llm: LlmServer) -> None:
 
     # 5. Check usage for the key.
     (usage,) = await run_script("02_me_usage.sh", PORTAL_URL=llm.url, USER_KEY=user_key)
+    await llm.flush()  # the usage call is a request of the key too (endpoint "me.usage")
     for name in ("quota_used", "quota_monthly", "quota_reset_at", "rpm_limit", "rpm_remaining"):
         assert name in usage
     assert usage["key_prefix"] == created["prefix"]
@@ -226,7 +227,9 @@ async def test_seed_workflow_end_to_end(llm: LlmServer) -> None:
     # The key list now carries its usage summary.
     (listed,) = await run_script("03_list_keys.sh", PORTAL_URL=llm.url, ADMIN_KEY=admin_key)
     summary = next(k for k in listed if k["id"] == key_id)["usage"]
-    assert summary["requests"] == 2
+    every_call = [log for log in everything if log["key_id"] == key_id]
+    assert {log["endpoint"] for log in every_call} == {"chat.completions", "me.usage"}
+    assert summary["requests"] == len(every_call) == 3
     assert summary["total_tokens"] > 0
     assert summary["spend"] != "0"
 

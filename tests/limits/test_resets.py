@@ -50,6 +50,9 @@ async def _reset_concurrently(sessions: Sessions, now: dt.datetime) -> list[uuid
     for result in results:
         if isinstance(result, list):
             done += result
+    # A resetter that lost a lock race (SQLite: "database is locked" under load) retries next round,
+    # as the gateway's loop does: one more round must not reset anything a second time.
+    done += await one()
     return done
 
 

@@ -66,16 +66,20 @@ def instance_b(
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
+    last = "no answer"
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            ready = httpx.get(f"{url}/readyz", timeout=2)
+            if ready.status_code == 200:
                 break
-        except httpx.TransportError:
-            time.sleep(0.2)
+            last = f"{ready.status_code} {ready.text[:300]}"
+        except httpx.TransportError as exc:
+            last = repr(exc)
+        time.sleep(0.2)
     else:
         proc.kill()
-        raise RuntimeError(f"instance B did not start: {proc.communicate()[0]!r}")
+        raise RuntimeError(f"instance B did not start ({last}): {proc.communicate()[0]!r}")
     yield url
     proc.terminate()
     output = proc.communicate(timeout=30)[0].decode()
