@@ -19,6 +19,7 @@ from litestar.datastructures import Cookie
 from litestar.exceptions import PermissionDeniedException
 from litestar.response import Redirect, Template
 
+from portal import __version__
 from portal.auth.admin import AdminCaller
 from portal.auth.person import Person, SignInRequired, current_person
 from portal.auth.roles import Permission
@@ -107,6 +108,7 @@ async def render(
     person = await current_person(request)
     values = dict(context or {})
     values.setdefault("person", person)
+    values.setdefault("version", __version__)
     values["nav"] = [
         item for item in NAV if person is not None and item.permission and person.can(item.permission)
     ]
