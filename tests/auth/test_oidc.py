@@ -393,7 +393,8 @@ class TestMintedTokens:
         assert "expired" in self.rejected(oidc_provider, oidc_provider.mint_id_token(expired))
         within_leeway = oidc_provider.id_token_claims(self.NONCE, iat=now - 3600, exp=now - 10)
         self.validate(oidc_provider, oidc_provider.mint_id_token(within_leeway))
-        fresh = oidc_provider.mint_id_token(oidc_provider.id_token_claims(self.NONCE))
+        # Times pinned to `now` (a default exp computed a second later made this flaky at a second boundary).
+        fresh = oidc_provider.mint_id_token(oidc_provider.id_token_claims(self.NONCE, iat=now, exp=now + 300))
         assert "expired" in self.rejected(oidc_provider, fresh, now=now + 300 + oidc.LEEWAY_S + 1)
 
     @pytest.mark.parametrize(
