@@ -21,10 +21,15 @@ from portal.api.pagination import Page
 from portal.auth.admin import AdminCaller
 from portal.auth.roles import Permission, need
 from portal.db.models import Grant
-from portal.errors import ValidationFailedError
 from portal.grants import service
-from portal.grants.scope import audit_tenant, check_read, check_write, subject_for_read, subject_for_write
-from portal.grants.subjects import parse_subject_type, resolve_subject
+from portal.grants.scope import (
+    audit_tenant,
+    check_read,
+    check_write,
+    list_filter,
+    subject_for_write,
+)
+from portal.grants.subjects import resolve_subject
 
 __all__ = [
     "ROUTES",
@@ -108,15 +113,7 @@ class GrantController(Controller):
             str | None, QueryParameter(description="the subject (with subject_type)")
         ] = None,
     ) -> Page[GrantOut]:
-        ident: uuid.UUID | None = None
-        if subject_id is not None:
-            if subject_type is None:
-                raise ValidationFailedError(
-                    "subject_type missing", {"subject_type": "required with subject_id"}
-                )
-            ident = (await subject_for_read(db, caller, subject_type, subject_id)).id
-        elif subject_type is not None:
-            parse_subject_type(subject_type)
+        ident = await list_filter(db, caller, subject_type, subject_id)
         rows = await service.list_grants(
             db,
             subject_type=subject_type,

@@ -13,10 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.admin import AdminCaller
 from portal.db.models import SubjectType
-from portal.errors import NotFoundError, PermissionDeniedError
-from portal.grants.subjects import Subject, resolve_subject
+from portal.errors import NotFoundError, PermissionDeniedError, ValidationFailedError
+from portal.grants.subjects import Subject, parse_subject_type, resolve_subject
 
-__all__ = ["audit_tenant", "check_read", "check_write", "subject_for_read", "subject_for_write"]
+__all__ = [
+    "audit_tenant",
+    "check_read",
+    "check_write",
+    "list_filter",
+    "subject_for_read",
+    "subject_for_write",
+]
 
 
 def check_read(caller: AdminCaller, subject: Subject) -> None:
@@ -49,6 +56,19 @@ async def subject_for_write(
     subject = await resolve_subject(session, subject_type, ref)
     check_write(caller, subject)
     return subject
+
+
+async def list_filter(
+    session: AsyncSession, caller: AdminCaller, subject_type: str | None, subject_id: str | None
+) -> uuid.UUID | None:
+    """The subject a list of grants or budgets is narrowed to (checked for reading), or ``None``."""
+    if subject_id is not None:
+        if subject_type is None:
+            raise ValidationFailedError("subject_type missing", {"subject_type": "required with subject_id"})
+        return (await subject_for_read(session, caller, subject_type, subject_id)).id
+    if subject_type is not None:
+        parse_subject_type(subject_type)
+    return None
 
 
 def audit_tenant(caller: AdminCaller, subject: Subject) -> uuid.UUID | None:

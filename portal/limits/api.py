@@ -28,9 +28,15 @@ from portal.api.schemas import Limit, MoneyStr, money, unset_fields
 from portal.auth.admin import AdminCaller
 from portal.auth.roles import Permission, need
 from portal.db.models import Budget
-from portal.errors import ValidationFailedError
-from portal.grants.scope import audit_tenant, check_read, check_write, subject_for_read, subject_for_write
-from portal.grants.subjects import Subject, parse_subject_type, resolve_subject
+from portal.grants.scope import (
+    audit_tenant,
+    check_read,
+    check_write,
+    list_filter,
+    subject_for_read,
+    subject_for_write,
+)
+from portal.grants.subjects import Subject, resolve_subject
 from portal.limits import budgets as service
 from portal.limits.subject_limits import check_within_tenant_limits, limits_of, set_limits
 
@@ -123,15 +129,7 @@ class BudgetController(Controller):
             str | None, QueryParameter(description="the subject (with subject_type)")
         ] = None,
     ) -> Page[BudgetOut]:
-        ident: uuid.UUID | None = None
-        if subject_id is not None:
-            if subject_type is None:
-                raise ValidationFailedError(
-                    "subject_type missing", {"subject_type": "required with subject_id"}
-                )
-            ident = (await subject_for_read(db, caller, subject_type, subject_id)).id
-        elif subject_type is not None:
-            parse_subject_type(subject_type)
+        ident = await list_filter(db, caller, subject_type, subject_id)
         rows = await service.list_budgets(
             db,
             subject_type=subject_type,
