@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal import audit
 from portal.app import create_app
+from portal.config import Settings
 from portal.db.models import TENANT_SCOPED_ROLES, AdminRole
 from portal.keys.service import create_key
 from portal.proxy.gateway import Gateway
@@ -61,18 +63,27 @@ async def admin_api(
         master_key=MASTER_KEY,
         redis_url=REDIS_URL if backend == "postgresql" else None,
     )
+    async with running_admin_api(settings, sessions, "home") as api:
+        yield api
+
+
+@asynccontextmanager
+async def running_admin_api(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], prefix: str
+) -> AsyncIterator[AdminApi]:
+    """Serve an app for ``settings`` with a tenant ``<prefix>-...`` and an admin key of every role."""
     app = create_app(settings)
     url, server, task = await serve(app)
     api = AdminApi(url=url, app=app, sessions=sessions)
     async with sessions() as session, session.begin():
-        tenant = await create_tenant(session, ACTOR, slug=f"home-{uuid.uuid4().hex[:8]}")
+        tenant = await create_tenant(session, ACTOR, slug=f"{prefix}-{uuid.uuid4().hex[:8]}")
         api.tenant_id, api.tenant_slug = tenant.id, tenant.slug
         for role in AdminRole:
             new = await create_key(
                 session,
                 ACTOR,
                 role=role,
-                alias=f"{role} key",
+                alias=f"{prefix} {role} key",
                 tenant_id=tenant.id if role in TENANT_SCOPED_ROLES else None,
             )
             api.keys[role.value] = new.secret

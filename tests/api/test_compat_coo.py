@@ -31,18 +31,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal import audit
-from portal.app import create_app
 from portal.catalog.credentials import create_credential
 from portal.catalog.service import create_deployment, create_model
-from portal.db.models import TENANT_SCOPED_ROLES, AdminRole, ApiKey, AuditEvent, SubjectType
+from portal.db.models import ApiKey, AuditEvent, SubjectType
 from portal.grants.service import add_grant
-from portal.keys.service import create_key
 from portal.ops.config_export import REDACTED, redact
-from portal.tenants.service import create_tenant
-from tests.api.conftest import AdminApi
+from tests.api.conftest import AdminApi, running_admin_api
 from tests.conftest import REDIS_URL, TEST_SECRET, make_settings
 from tests.fakes.server import DEFAULT_TEXT, FakeUpstream
-from tests.proxy.conftest import serve
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds" / "coo"
 ACTOR = audit.Actor(type="test", label="coo tests")
@@ -109,26 +105,8 @@ async def coo(
         api_keys=[{"key": STATIC_KEY, "allowed_providers": ["openai"]}],
         redis_url=REDIS_URL if backend == "postgresql" else None,
     )
-    app = create_app(settings)
-    url, server, task = await serve(app)
-    api = AdminApi(url=url, app=app, sessions=sessions)
-    async with sessions() as session, session.begin():
-        tenant = await create_tenant(session, ACTOR, slug=f"coo-{uuid.uuid4().hex[:8]}")
-        api.tenant_id, api.tenant_slug = tenant.id, tenant.slug
-        for role in AdminRole:
-            new = await create_key(
-                session,
-                ACTOR,
-                role=role,
-                alias=f"coo {role} key",
-                tenant_id=tenant.id if role in TENANT_SCOPED_ROLES else None,
-            )
-            api.keys[role.value] = new.secret
-    try:
+    async with running_admin_api(settings, sessions, "coo") as api:
         yield api
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture
