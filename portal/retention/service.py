@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -22,6 +23,7 @@ from redis.asyncio import Redis
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from portal.api.schemas import money
 from portal.audit.export import event_line
 from portal.audit.prune import AuditChainBrokenError, count_prunable, prune_audit
 from portal.audit.service import Actor
@@ -79,7 +81,8 @@ class RetentionReport:
 
 
 def _log_line(row: Any) -> str:
-    return msgspec.json.encode(dict(row._mapping)).decode() + "\n"
+    values = {name: money(v) if isinstance(v, Decimal) else v for name, v in row._mapping.items()}
+    return msgspec.json.encode(values).decode() + "\n"
 
 
 async def _archive(directory: str, table: str, first: int, last: int, lines: list[str]) -> str:

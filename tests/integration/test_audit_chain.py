@@ -7,13 +7,11 @@ import asyncio
 import datetime as dt
 import itertools
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import column, delete, select, table, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal import audit
 from portal.audit.chain import GENESIS, event_hash
@@ -26,28 +24,9 @@ from portal.keys.service import create_key, get_key, revoke_key, update_key
 from portal.tenants.service import create_tenant, delete_tenant, update_tenant
 from tests.api.conftest import running_admin_api
 from tests.conftest import dispose_database, make_settings, new_database
+from tests.integration.conftest import FreshDb
 
 ACTOR = audit.Actor(type="test", label="chain tests", ip="10.1.2.3", request_id="req-chain")
-
-
-@dataclass
-class Db:
-    url: str
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def fresh(backend: str, tmp_path: Path) -> AsyncIterator[Db]:
-    """A new migrated database of ``backend`` for one test (tampering must not leak into others)."""
-    url = await new_database(backend, tmp_path)
-    await upgrade_async(url)
-    engine = create_engine(make_settings(url))
-    try:
-        yield Db(url, engine, create_session_factory(engine))
-    finally:
-        await engine.dispose()
-        await dispose_database(url)
 
 
 async def mixed_changes(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -79,7 +58,7 @@ async def chain(sessions: async_sessionmaker[AsyncSession]) -> list[AuditEvent]:
         return list((await session.scalars(select(AuditEvent).order_by(AuditEvent.seq))).all())
 
 
-async def test_intact_chain_after_a_mix_of_changes(fresh: Db) -> None:
+async def test_intact_chain_after_a_mix_of_changes(fresh: FreshDb) -> None:
     await mixed_changes(fresh.sessions)
     events = await chain(fresh.sessions)
     assert len(events) >= 7
@@ -96,7 +75,7 @@ async def test_intact_chain_after_a_mix_of_changes(fresh: Db) -> None:
     assert (report.head_seq, report.head_hash) == (events[-1].seq, events[-1].hash)
 
 
-async def test_edited_event_is_named(fresh: Db) -> None:
+async def test_edited_event_is_named(fresh: FreshDb) -> None:
     await mixed_changes(fresh.sessions)
     victim = (await chain(fresh.sessions))[3]
     async with fresh.engine.begin() as conn:
@@ -113,7 +92,7 @@ async def test_edited_event_is_named(fresh: Db) -> None:
     assert report.events == victim.seq - 1
 
 
-async def test_edited_event_by_raw_sql_is_named(fresh: Db) -> None:
+async def test_edited_event_by_raw_sql_is_named(fresh: FreshDb) -> None:
     await mixed_changes(fresh.sessions)
     victim = (await chain(fresh.sessions))[1]
     async with fresh.engine.begin() as conn:
@@ -125,7 +104,7 @@ async def test_edited_event_by_raw_sql_is_named(fresh: Db) -> None:
     assert (report.broken.event_id, report.broken.seq) == (victim.id, victim.seq)
 
 
-async def test_event_deleted_from_the_middle_is_found(fresh: Db) -> None:
+async def test_event_deleted_from_the_middle_is_found(fresh: FreshDb) -> None:
     await mixed_changes(fresh.sessions)
     events = await chain(fresh.sessions)
     async with fresh.engine.begin() as conn:
@@ -136,7 +115,7 @@ async def test_event_deleted_from_the_middle_is_found(fresh: Db) -> None:
     assert "seq 4 follows seq 2: 1 event(s) before it are missing" in report.broken.problem
 
 
-async def test_rehashed_edit_still_breaks_the_next_link(fresh: Db) -> None:
+async def test_rehashed_edit_still_breaks_the_next_link(fresh: FreshDb) -> None:
     """Recomputing the edited event's own hash does not help: the next event names the old hash."""
     await mixed_changes(fresh.sessions)
     events = await chain(fresh.sessions)
@@ -150,7 +129,7 @@ async def test_rehashed_edit_still_breaks_the_next_link(fresh: Db) -> None:
     assert "is not the previous event's hash" in report.broken.problem
 
 
-async def test_removed_newest_and_oldest_events_are_found(fresh: Db) -> None:
+async def test_removed_newest_and_oldest_events_are_found(fresh: FreshDb) -> None:
     await mixed_changes(fresh.sessions)
     events = await chain(fresh.sessions)
     async with fresh.engine.begin() as conn:
@@ -168,7 +147,7 @@ async def test_removed_newest_and_oldest_events_are_found(fresh: Db) -> None:
     assert "older events were removed" in report.broken.problem
 
 
-async def test_event_written_outside_the_chain_is_found(fresh: Db) -> None:
+async def test_event_written_outside_the_chain_is_found(fresh: FreshDb) -> None:
     await mixed_changes(fresh.sessions)
     events = await chain(fresh.sessions)
     async with fresh.engine.begin() as conn:
@@ -187,13 +166,13 @@ async def test_event_written_outside_the_chain_is_found(fresh: Db) -> None:
     assert (report.broken.event_id, report.broken.seq) == (inserted, None)
 
 
-async def test_empty_chain_is_intact(fresh: Db) -> None:
+async def test_empty_chain_is_intact(fresh: FreshDb) -> None:
     report = await verify_chain(fresh.sessions)
     assert report.ok
     assert (report.events, report.head_seq, report.head_hash) == (0, 0, GENESIS)
 
 
-async def test_concurrent_changes_on_two_instances_form_one_chain(fresh: Db, backend: str) -> None:
+async def test_concurrent_changes_on_two_instances_form_one_chain(fresh: FreshDb, backend: str) -> None:
     """20 admin API changes at once, spread over two app instances (each its own engine and pool)."""
     settings = make_settings(fresh.url, master_key="sk-test-master-key-0123456789")
     async with (
