@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from portal.db.models import CHAIN_HEAD_ID, AuditChainHead, AuditEvent
 
-__all__ = ["GENESIS", "canonical", "event_hash", "lock_head", "track", "whole_seconds"]
+__all__ = ["GENESIS", "canonical", "canonical_fields", "event_hash", "lock_head", "track", "whole_seconds"]
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of the first event ever recorded."""

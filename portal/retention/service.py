@@ -37,6 +37,7 @@ __all__ = ["RetentionReport", "TableReport", "run_retention"]
 
 log = logging.getLogger(__name__)
 _LOGS = RequestLog.__table__
+_LOST = "the retention guard was lost (another instance took over); stopped"
 
 
 @dataclass(slots=True)
@@ -114,7 +115,7 @@ async def _prune_logs(
         report.deleted += len(ids)
         report.batches += 1
         if not await guard.renew():
-            report.error = "the retention guard was lost (another instance took over); stopped"
+            report.error = _LOST
             return
 
 
@@ -133,6 +134,12 @@ async def _prune_events(
         lines = [event_line(event) for event in events]
         return await _archive(archive_dir, "audit_events", events[0].seq or 0, events[-1].seq or 0, lines)
 
+    async def still_ours() -> bool:
+        if await guard.renew():
+            return True
+        report.error = _LOST
+        return False
+
     assert report.cutoff is not None
     result = await prune_audit(
         sessions,
@@ -140,7 +147,7 @@ async def _prune_events(
         report.cutoff,
         batch_size=settings.retention_batch_size,
         archive=archive,
-        between_batches=guard.renew,
+        between_batches=still_ours,
     )
     report.deleted, report.batches, report.files = result.deleted, result.batches, result.files
 

@@ -285,3 +285,23 @@ async def test_background_runner_does_the_work(fresh: FreshDb) -> None:
     assert not idle.enabled
     idle.start()
     await idle.close()
+
+
+async def test_a_run_stops_when_another_instance_takes_the_lease_over(fresh: FreshDb) -> None:
+    await add_logs(fresh.sessions, 100, 100, 100, 100, 100)
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    other = LeaseGuard(fresh.sessions, name=name)
+
+    class Stalled(LeaseGuard):
+        """A holder whose lease expires (ttl 0) and is taken by ``other`` before it renews."""
+
+        async def renew(self) -> bool:
+            assert await other.acquire()
+            return await super().renew()
+
+    report = await run(fresh, settings_for(fresh), guard=Stalled(fresh.sessions, name=name, ttl_s=0.0))
+    logs = report.tables[0]
+    assert (logs.deleted, logs.batches) == (3, 1)
+    assert logs.error is not None
+    assert "lost" in logs.error
+    assert len(await log_ids(fresh.sessions)) == 2
