@@ -4,6 +4,7 @@ chain verifiable; one instance at a time does the work."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import gzip
 import json
@@ -305,3 +306,33 @@ async def test_a_run_stops_when_another_instance_takes_the_lease_over(fresh: Fre
     assert logs.error is not None
     assert "lost" in logs.error
     assert len(await log_ids(fresh.sessions)) == 2
+
+
+async def test_pruning_while_changes_are_made_keeps_one_chain(
+    fresh: FreshDb, clock: list[dt.datetime]
+) -> None:
+    """Audit pruning (one event per batch) races 12 changes and verifications; the chain stays whole."""
+    for _ in range(2):
+        await history(fresh.sessions, clock, 400)
+    clock[0] = NOW
+    async with fresh.sessions() as session, session.begin():
+        tenant = await create_tenant(session, ACTOR, slug=f"busy-{uuid.uuid4().hex[:8]}")
+
+    async def change(i: int) -> None:
+        async with fresh.sessions() as session, session.begin():
+            await update_tenant(session, ACTOR, await session.merge(tenant), {"description": f"change {i}"})
+
+    async def verify() -> bool:
+        return (await verify_chain(fresh.sessions)).ok
+
+    settings = settings_for(fresh, audit_retention_days=30, retention_batch_size=1)
+    results = await asyncio.gather(
+        run(fresh, settings), *(change(i) for i in range(12)), *(verify() for _ in range(3))
+    )
+    report = results[0]
+    assert isinstance(report, RetentionReport)
+    assert report.tables[1].deleted == 6
+    assert results[-3:] == [True, True, True]
+    verified = await verify_chain(fresh.sessions)
+    assert verified.ok, verified.broken
+    assert verified.events == 1 + 12 + 6  # tenant created, the changes, one audit.pruned per batch
