@@ -32,6 +32,7 @@ from portal.ops.health import healthz, readyz
 from portal.paths import STATIC_DIR, TEMPLATES_DIR
 from portal.proxy.gateway import Gateway
 from portal.proxy.handlers import ProxyApp
+from portal.retention.runner import RetentionRunner
 from portal.state import AppResources
 from portal.web.router import web_router
 
@@ -153,12 +154,15 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> Litestar:
             logging.getLogger(__name__).warning("could not set up the break-glass account: %s", exc)
         app.state.gateway = holder["gateway"] = gateway
         await gateway.start()
+        retention = RetentionRunner(settings, sessions, redis)
+        retention.start()
         if freeze_gc:
             gc.collect()
             gc.freeze()
         try:
             yield
         finally:
+            await retention.close()
             await gateway.close()
             if redis is not None:
                 await redis.aclose()

@@ -1,5 +1,5 @@
 """The ``portal`` command: serve, migrate, seed-key, demo, configuration checks, and the management
-groups ``tenants``, ``users``, ``keys`` and ``models`` (in ``portal/cli_*.py``)."""
+groups ``tenants``, ``users``, ``keys``, ``models``, ``audit`` and ``retention`` (in ``portal/cli_*.py``)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from portal.cli_audit import audit as audit_commands
 from portal.cli_keys import keys
 from portal.cli_models import models
+from portal.cli_retention import retention
 from portal.cli_tenants import tenants
 from portal.cli_users import users
 from portal.config import ConfigError, Settings, load_settings
@@ -200,7 +202,7 @@ def config_check() -> None:
     click.echo(msgspec.json.format(msgspec.json.encode(data)).decode())
 
 
-for _group in (tenants, users, keys, models):
+for _group in (tenants, users, keys, models, audit_commands, retention):
     main.add_command(_group)
 
 

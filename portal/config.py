@@ -202,6 +202,16 @@ class Settings(_Strict, frozen=True):
     session_absolute_timeout_s: float = 43200.0
     login_max_failures: int = 5
     """Failed sign-ins per account (and 4x that per client address) within 15 minutes."""
+    request_log_retention_days: int = 90
+    """Delete request-log rows older than this many days (0: keep forever). Rollups stay."""
+    audit_retention_days: int = 0
+    """Delete audit events older than this many days (0: keep forever); the hash chain stays verifiable."""
+    retention_batch_size: int = 5000
+    """Rows per DELETE; each batch is its own short transaction."""
+    retention_archive_dir: str | None = None
+    """Write each batch as gzipped JSON lines here before deleting it (none: no archive)."""
+    retention_interval_s: float = 3600.0
+    """How often each instance runs retention (one instance at a time does the work)."""
 
     @property
     def async_database_url(self) -> str:
@@ -360,7 +370,18 @@ def _validate(settings: Settings, problems: list[str]) -> None:
                 )
             if dep.weight < 0:
                 problems.append(f"models: {model.name!r}: weight must not be negative")
+    _validate_retention(settings, problems)
     _validate_auth(settings, problems)
+
+
+def _validate_retention(settings: Settings, problems: list[str]) -> None:
+    for name in ("request_log_retention_days", "audit_retention_days"):
+        if getattr(settings, name) < 0:
+            problems.append(f"PORTAL_{name.upper()} must be 0 (keep forever) or a number of days")
+    if not 1 <= settings.retention_batch_size <= 20_000:
+        problems.append("PORTAL_RETENTION_BATCH_SIZE must be between 1 and 20000")
+    if settings.retention_interval_s < 1:
+        problems.append("PORTAL_RETENTION_INTERVAL_S must be at least 1 second")
 
 
 def _validate_auth(settings: Settings, problems: list[str]) -> None:

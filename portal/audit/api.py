@@ -1,4 +1,5 @@
-"""``/api/audit``: the audit log, newest first, with filters; readable by admins and auditors only."""
+"""``/api/audit``: the audit log, newest first, with filters, and ``/api/audit/verify`` (the hash chain
+checked); readable by admins and auditors only."""
 
 from __future__ import annotations
 
@@ -7,18 +8,20 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.params import FromQuery, QueryParameter
 from litestar.types import ControllerRouterHandler
 
 from portal.api.deps import Caller, Db
 from portal.api.pagination import Page, check_limit, cursor_int, page_of
 from portal.audit.queries import list_audit_events
+from portal.audit.verify import verify_chain
 from portal.auth.roles import Permission, need
 from portal.db.models import AuditEvent
 from portal.spend.api import as_utc, tenant_filter
+from portal.state import AppResources
 
-__all__ = ["ROUTES", "AuditController", "AuditEventOut", "audit_event_out"]
+__all__ = ["ROUTES", "AuditController", "AuditEventOut", "ChainReportOut", "audit_event_out"]
 
 
 class AuditEventOut(msgspec.Struct):
@@ -37,6 +40,30 @@ class AuditEventOut(msgspec.Struct):
     after: dict[str, Any] | None
     ip: str | None
     request_id: str | None
+    seq: int | None
+    prev_hash: str | None
+    hash: str | None
+
+
+class ChainBreakOut(msgspec.Struct):
+    """Where the chain breaks: the event (when there is one), its seq, and what does not match."""
+
+    event_id: int | None
+    seq: int | None
+    problem: str
+
+
+class ChainReportOut(msgspec.Struct):
+    """The audit hash chain checked: ``ok``, how many events, their seq range, anchor and head."""
+
+    ok: bool
+    events: int
+    first_seq: int | None
+    last_seq: int | None
+    anchor: str | None
+    head_seq: int
+    head_hash: str
+    broken: ChainBreakOut | None
 
 
 def audit_event_out(event: AuditEvent) -> AuditEventOut:
@@ -54,6 +81,9 @@ def audit_event_out(event: AuditEvent) -> AuditEventOut:
         after=event.after,
         ip=event.ip,
         request_id=event.request_id,
+        seq=event.seq,
+        prev_hash=event.prev_hash,
+        hash=event.hash,
     )
 
 
@@ -97,6 +127,18 @@ class AuditController(Controller):
             limit=limit,
         )
         return page_of(rows, limit, lambda event: event.id, audit_event_out)
+
+    @get(
+        "/verify",
+        opt=need(Permission.AUDIT_READ),
+        summary="Verify the audit hash chain",
+        description="Walks every event in seq order; ok is false and broken names the first broken link "
+        "(an edited, removed or unchained event).",
+    )
+    async def verify(self, request: Request[Any, Any, Any]) -> ChainReportOut:
+        resources: AppResources = request.app.state.resources
+        report = await verify_chain(resources.sessions)
+        return msgspec.convert(report.as_dict(), ChainReportOut)
 
 
 ROUTES: list[ControllerRouterHandler] = [AuditController]

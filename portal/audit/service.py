@@ -2,6 +2,7 @@
 
 The event is flushed with the caller's change and committed or rolled back with it: there is no
 separate transaction, so a rolled-back change never leaves an event and a committed one always has one.
+When the transaction commits, the event is sealed into the hash chain (:mod:`portal.audit.chain`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from portal.audit.chain import track, whole_seconds
 from portal.db.models import AuditEvent
 from portal.timeutil import utcnow
 
@@ -82,9 +84,10 @@ async def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Add an audit event (e.g. ``key.revoked``) to ``session``; it commits with the caller's change."""
+    """Add an audit event (e.g. ``key.revoked``) to ``session``; it commits with the caller's change
+    (``seq``, ``prev_hash`` and ``hash`` are set at that commit)."""
     event = AuditEvent(
-        created_at=utcnow(),
+        created_at=whole_seconds(utcnow()),
         actor_type=actor.type,
         actor_id=actor.id,
         actor_label=actor.label,
@@ -99,4 +102,5 @@ async def record(
     )
     session.add(event)
     await session.flush()
+    track(session.sync_session, event)
     return event

@@ -79,6 +79,9 @@ async def test_changes_are_listed_newest_first_with_before_and_after(
         "after",
         "ip",
         "request_id",
+        "seq",
+        "prev_hash",
+        "hash",
     }
 
 
@@ -148,3 +151,22 @@ async def test_only_admins_and_auditors_read_the_audit_log(admin_api: AdminApi) 
             assert (await client.get("/api/logs")).status_code == 200
     async with admin_api.client(None) as anonymous:
         assert (await anonymous.get("/api/audit")).status_code == 401
+
+
+async def test_verify_reports_the_intact_chain(admin_api: AdminApi, admin: httpx.AsyncClient) -> None:
+    await make_tenant_history(admin)
+    newest = (await events(admin, limit=1))[0]
+    assert newest["seq"] >= 4
+    assert len(newest["hash"]) == len(newest["prev_hash"]) == 64
+    response = await admin.get("/api/audit/verify")
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["ok"] is True
+    assert report["broken"] is None
+    assert report["last_seq"] == report["head_seq"] >= newest["seq"]
+    assert report["events"] >= 4
+    async with admin_api.client("auditor") as auditor:
+        assert (await auditor.get("/api/audit/verify")).json()["ok"] is True
+    for role in ("viewer", "tenant_admin"):
+        async with admin_api.client(role) as client:
+            assert (await client.get("/api/audit/verify")).status_code == 403

@@ -217,6 +217,8 @@ async def test_audit_list_diff_and_export(ui: Ui) -> None:
         assert [line["id"] for line in lines] == [second, first]
         assert lines[1]["before"]["name"] == "Old Name"
         assert lines[1]["after"]["name"] == "New Name"
+        assert lines[0]["seq"] > lines[1]["seq"]
+        assert all(len(line["hash"]) == len(line["prev_hash"]) == 64 for line in lines)
 
 
 async def test_audit_is_refused_without_audit_read(ui: Ui) -> None:
