@@ -16,7 +16,7 @@ from litestar import Request, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
 from litestar.params import Body, FromPath, FromQuery
-from litestar.response import Redirect, Template
+from litestar.response import Template
 from litestar.types import ControllerRouterHandler
 
 from portal.api.deps import Db
@@ -30,7 +30,7 @@ from portal.config import ModelConfig
 from portal.db.models import Deployment, Model, Provider
 from portal.errors import DomainError, NotFoundError, ValidationFailedError
 from portal.proxy.gateway import Gateway
-from portal.web.pages import flash, page_caller, redirect, render
+from portal.web.pages import Answer, flash, page_caller, redirect, render
 
 __all__ = ["PAGES"]
 
@@ -106,7 +106,7 @@ async def _list_page(
     )
 
 
-async def _done(request: Request[Any, Any, Any], db: Db, message: str, url: str) -> Redirect:
+async def _done(request: Request[Any, Any, Any], db: Db, message: str, url: str) -> Answer:
     """Commit the change, then flash ``message`` and go to ``url`` (the flash is written through another
     connection, which SQLite would block while this transaction holds its write lock)."""
     await db.commit()
@@ -125,7 +125,7 @@ def _fallbacks(value: str) -> list[str]:
 
 
 @post("/models", name="catalog:create-model", opt=page(Permission.CATALOG_WRITE))
-async def create_model(request: Request[Any, Any, Any], db: Db, data: Form) -> Template | Redirect:
+async def create_model(request: Request[Any, Any, Any], db: Db, data: Form) -> Answer:
     """Create a database model from the form; errors inline (422/409)."""
     caller = await page_caller(request)
     try:
@@ -206,7 +206,7 @@ async def model_page(request: Request[Any, Any, Any], db: Db, model_ref: FromPat
 @post("/models/{model_ref:str}", name="catalog:update-model", opt=page(Permission.CATALOG_WRITE))
 async def update_model(
     request: Request[Any, Any, Any], db: Db, model_ref: FromPath[str], data: Form
-) -> Template | Redirect:
+) -> Answer:
     """Change a database model's settings."""
     caller = await page_caller(request)
     reserved = _config_models(request)
@@ -244,9 +244,7 @@ async def confirm_delete_model(request: Request[Any, Any, Any], db: Db, model_re
 
 
 @post("/models/{model_ref:str}/delete", name="catalog:delete-model", opt=page(Permission.CATALOG_WRITE))
-async def delete_model(
-    request: Request[Any, Any, Any], db: Db, model_ref: FromPath[str]
-) -> Template | Redirect:
+async def delete_model(request: Request[Any, Any, Any], db: Db, model_ref: FromPath[str]) -> Answer:
     """Delete a database model with its deployments (409 inline while it is another's fallback)."""
     caller = await page_caller(request)
     model = await _model_or_404(db, model_ref)
@@ -305,7 +303,7 @@ def _dep_error(exc: DomainError) -> dict[str, Any]:
 )
 async def create_deployment(
     request: Request[Any, Any, Any], db: Db, model_ref: FromPath[str], data: Form
-) -> Template | Redirect:
+) -> Answer:
     """Add a deployment to a database model."""
     caller = await page_caller(request)
     try:
@@ -396,7 +394,7 @@ async def deployment_page(request: Request[Any, Any, Any], db: Db, deployment_id
 )
 async def update_deployment(
     request: Request[Any, Any, Any], db: Db, deployment_id: FromPath[str], data: Form
-) -> Template | Redirect:
+) -> Answer:
     """Change a deployment (blank optional fields are cleared)."""
     caller = await page_caller(request)
     deployment = await _visible_deployment(db, caller, deployment_id)
@@ -418,9 +416,7 @@ async def update_deployment(
     name="catalog:delete-deployment",
     opt=page(Permission.CATALOG_WRITE),
 )
-async def delete_deployment(
-    request: Request[Any, Any, Any], db: Db, deployment_id: FromPath[str]
-) -> Template | Redirect:
+async def delete_deployment(request: Request[Any, Any, Any], db: Db, deployment_id: FromPath[str]) -> Answer:
     """Remove a deployment."""
     caller = await page_caller(request)
     deployment = await _visible_deployment(db, caller, deployment_id)

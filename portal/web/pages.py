@@ -9,6 +9,7 @@ one redirect (they live in the session).
 from __future__ import annotations
 
 import base64
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -17,14 +18,14 @@ import msgspec
 from litestar import Request
 from litestar.datastructures import Cookie
 from litestar.exceptions import PermissionDeniedException
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, Response, Template
 
 from portal import __version__
 from portal.auth.admin import AdminCaller
 from portal.auth.person import Person, SignInRequired, current_person
 from portal.auth.roles import Permission
 
-__all__ = ["NAV", "NavItem", "flash", "is_htmx", "page_caller", "redirect", "render", "signed_in"]
+__all__ = ["NAV", "Answer", "NavItem", "flash", "is_htmx", "page_caller", "redirect", "render", "signed_in"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Audit", "/audit", Permission.AUDIT_READ),
 )
 FLASH_KEY = "portal_flash"
+Answer = Template | Redirect | Response[bytes]
+"""What a form handler returns: a page (or fragment), a redirect, or htmx's ``204`` + ``HX-Redirect``."""
 FLASH_COOKIE = "portal_flash"
 
 
@@ -128,9 +131,10 @@ async def render(
     )
 
 
-def redirect(request: Request[Any, Any, Any], url: str) -> Redirect:
-    """Go to ``url`` after a form post (carrying this request's flash messages); for htmx, tell it to
-    navigate (``HX-Redirect``)."""
+def redirect(request: Request[Any, Any, Any], url: str) -> Redirect | Response[bytes]:
+    """Go to ``url`` after a form post (carrying this request's flash messages): ``303``, or for htmx
+    ``204`` with ``HX-Redirect`` (an XHR would follow a ``303`` itself and swap the next page in), or
+    ``HX-Refresh`` when ``url`` is the page the form is on."""
     cookies = []
     if _pending(request):
         waiting, _ = _take_flashes(request)  # earlier messages not shown yet (redirect after redirect)
@@ -138,5 +142,12 @@ def redirect(request: Request[Any, Any, Any], url: str) -> Redirect:
         cookies.append(
             Cookie(key=FLASH_COOKIE, value=value, max_age=60, path="/", httponly=True, samesite="lax")
         )
-    headers = {"HX-Redirect": url} if is_htmx(request) else {}
-    return Redirect(url, status_code=303, headers=headers, cookies=cookies)
+    if is_htmx(request):
+        current = urllib.parse.urlsplit(request.headers.get("hx-current-url", ""))
+        target = urllib.parse.urlsplit(url)
+        same_page = (current.path, current.query) == (target.path, target.query)
+        # a location that differs only by its #fragment would scroll, not load: reload instead
+        headers = {"HX-Refresh": "true"} if same_page else {"HX-Redirect": url}
+        headers["Vary"] = "HX-Request"
+        return Response(b"", status_code=204, headers=headers, cookies=cookies)
+    return Redirect(url, status_code=303, headers={"Vary": "HX-Request"}, cookies=cookies)

@@ -1,5 +1,6 @@
 """The portal's page router: every page behind the page guard and CSRF protection, with errors
-rendered as pages (a signed-out visitor is sent to ``/login``; HTMX requests get ``HX-Redirect``)."""
+rendered as pages (a signed-out visitor is sent to ``/login``; HTMX requests get ``HX-Redirect``, and
+their errors a message in the page's flash area)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from portal.keys.pages import PAGES as KEY_PAGES
 from portal.spend.log_pages import PAGES as LOG_PAGES
 from portal.spend.pages import PAGES as SPEND_PAGES
 from portal.tenants.pages import PAGES as TENANT_PAGES
+from portal.web.forms import error_toast
 from portal.web.landing import landing
 
 __all__ = ["CSRF_COOKIE", "CSRF_HEADER", "PAGE_HANDLERS", "web_router"]
@@ -63,6 +65,8 @@ def _sign_in(request: Request[Any, Any, Any], exc: SignInRequired) -> Response[A
 
 
 def _error_page(request: Request[Any, Any, Any], status: int, title: str, message: str) -> Template:
+    if _is_htmx(request):
+        return error_toast(message, status, title=title)
     return Template(
         template_name="errors/page.html",
         context={"title": title, "message": message, "signed_in": False},
