@@ -9,6 +9,7 @@ errors (422/409) or the 404 page; another tenant's objects do not exist for a te
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.api.deps import Db
+from portal.api.schemas import money
 from portal.audit.queries import list_audit_events
 from portal.auth.admin import AdminCaller
 from portal.auth.person import Person, page
@@ -30,8 +32,11 @@ from portal.db.models import BudgetKind, MembershipRole, SubjectType, Tenant, Te
 from portal.errors import DomainError, NotFoundError, ValidationFailedError
 from portal.grants.scope import subject_for_write
 from portal.grants.service import list_grants
+from portal.keys import service as keys
 from portal.limits import budgets
+from portal.spend.pages import daily_chart
 from portal.tenants import service
+from portal.timeutil import utcnow
 from portal.users import service as users
 from portal.web.forms import refused
 from portal.web.pages import Answer, flash, redirect, render, signed_in
@@ -40,6 +45,8 @@ __all__ = ["PAGES"]
 
 FormData = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 PAGE_SIZE = 25
+KEYS_SHOWN = 10
+SPEND_DAYS = 30
 LIMIT_FIELDS = ("rpm_limit", "tpm_limit", "max_parallel")
 TEXT_FIELDS = ("slug", "name", "description")
 _DETAIL_FORMS = {
@@ -158,11 +165,22 @@ async def _detail_context(db: AsyncSession, tenant: Tenant, caller: AdminCaller)
     context["members"] = (
         await users.list_members(db, tenant.id) if caller.can(Permission.USERS_READ) else None
     )
-    if caller.can(Permission.BUDGETS_READ):
-        rows = await budgets.list_budgets(db, subject_type=SubjectType.TENANT, subject_id=tenant.id)
-        context["budgets"] = {b.kind: b for b in rows}
+    # everyone who sees the tenant sees its budgets and what is left of them (members: self-service)
+    rows = await budgets.list_budgets(db, subject_type=SubjectType.TENANT, subject_id=tenant.id)
+    context["budgets"] = {b.kind: b for b in rows}
+    context["keys"] = (
+        list(await keys.list_keys(db, tenant_id=tenant.id, admin=False, limit=KEYS_SHOWN))
+        if caller.can(Permission.KEYS_READ)
+        else None
+    )
+    if caller.can(Permission.SPEND_READ):
+        end = utcnow().date()
+        view, chart_json = await daily_chart(
+            db, tenant_id=tenant.id, start=end - dt.timedelta(days=SPEND_DAYS - 1), end=end
+        )
+        context.update(spend=view, chart_json=chart_json, by_period=view.by_period, money=money)
     else:
-        context["budgets"] = None
+        context["spend"] = None
     context["grants"] = (
         await list_grants(db, subject_type=SubjectType.TENANT, subject_id=tenant.id)
         if caller.can(Permission.GRANTS_READ)
