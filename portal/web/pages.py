@@ -40,6 +40,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Tenants", "/tenants", Permission.TENANTS_READ),
     NavItem("Keys", "/keys", Permission.KEYS_READ),
     NavItem("Models", "/models", Permission.CATALOG_READ),
+    NavItem("Credentials", "/credentials", Permission.CREDENTIALS_READ),
     NavItem("Grants", "/grants", Permission.GRANTS_READ),
     NavItem("Spend", "/spend", Permission.SPEND_READ),
     NavItem("Logs", "/logs", Permission.LOGS_READ),

@@ -23,6 +23,7 @@ from portal.api.deps import provide_db
 from portal.audit.pages import PAGES as AUDIT_PAGES
 from portal.auth.person import SignInRequired, page_guard
 from portal.auth.routes import AUTH_ROUTES
+from portal.catalog.credential_pages import PAGES as CREDENTIAL_PAGES
 from portal.catalog.pages import PAGES as CATALOG_PAGES
 from portal.config import Settings
 from portal.errors import DomainError
@@ -45,6 +46,7 @@ PAGE_ROUTES: list[ControllerRouterHandler] = [
     *TENANT_PAGES,
     *KEY_PAGES,
     *CATALOG_PAGES,
+    *CREDENTIAL_PAGES,
     *GRANT_PAGES,
     *SPEND_PAGES,
     *AUDIT_PAGES,
