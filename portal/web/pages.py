@@ -30,12 +30,15 @@ __all__ = ["NAV", "Answer", "NavItem", "flash", "is_htmx", "page_caller", "redir
 
 @dataclass(frozen=True, slots=True)
 class NavItem:
+    """A link of the main navigation, shown to people holding ``permission`` (``None``: to tenant members)."""
+
     label: str
     href: str
     permission: Permission | None
 
 
 NAV: tuple[NavItem, ...] = (
+    NavItem("My tenants", "/my", None),
     NavItem("Dashboard", "/dashboard", Permission.SPEND_READ),
     NavItem("Tenants", "/tenants", Permission.TENANTS_READ),
     NavItem("Keys", "/keys", Permission.KEYS_READ),
@@ -50,6 +53,12 @@ FLASH_KEY = "portal_flash"
 Answer = Template | Redirect | Response[bytes]
 """What a form handler returns: a page (or fragment), a redirect, or htmx's ``204`` + ``HX-Redirect``."""
 FLASH_COOKIE = "portal_flash"
+
+
+def _shows(item: NavItem, person: Person) -> bool:
+    """A link for what the person may see; one without a permission is the self-service page, shown
+    to members of a tenant."""
+    return person.can(item.permission) if item.permission else bool(person.memberships)
 
 
 def is_htmx(request: Request[Any, Any, Any]) -> bool:
@@ -113,9 +122,7 @@ async def render(
     values = dict(context or {})
     values.setdefault("person", person)
     values.setdefault("version", __version__)
-    values["nav"] = [
-        item for item in NAV if person is not None and item.permission and person.can(item.permission)
-    ]
+    values["nav"] = [item for item in NAV if person is not None and _shows(item, person)]
     values["current_path"] = request.url.path
     if fragment is not None and is_htmx(request):
         return Template(

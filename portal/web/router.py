@@ -32,6 +32,7 @@ from portal.keys.pages import PAGES as KEY_PAGES
 from portal.spend.log_pages import PAGES as LOG_PAGES
 from portal.spend.pages import PAGES as SPEND_PAGES
 from portal.tenants.pages import PAGES as TENANT_PAGES
+from portal.tenants.self_service import PAGES as SELF_SERVICE_PAGES
 from portal.web.forms import error_toast
 from portal.web.landing import landing
 
@@ -44,6 +45,7 @@ PAGE_ROUTES: list[ControllerRouterHandler] = [
     landing,
     *AUTH_ROUTES,
     *TENANT_PAGES,
+    *SELF_SERVICE_PAGES,
     *KEY_PAGES,
     *CATALOG_PAGES,
     *CREDENTIAL_PAGES,
