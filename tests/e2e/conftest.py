@@ -23,9 +23,10 @@ from tests.conftest import REDIS_URL, free_port, make_settings
 from tests.e2e_support import launch_chromium
 from tests.fakes.oidc_fixture import RunningOidcProvider
 from tests.proxy.conftest import serve
-from tests.web.conftest import MODELS
 
 MEMBER_EMAIL = "carol@example.org"
+PRICED = {"input_price_per_mtok": "1000", "output_price_per_mtok": "3000"}  # visible on a chart
+MODELS = [{"name": "mock-small", "deployments": [{"provider": "mock", "model": "mock-1", **PRICED}]}]
 
 
 @dataclass

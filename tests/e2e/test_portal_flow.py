@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from decimal import Decimal
 from typing import Any, cast
 
 import httpx
@@ -54,9 +55,10 @@ async def _chat(flow: Flow, secret: str) -> str | None:
     return reply.choices[0].message.content
 
 
-async def _chart_requests(page: Page) -> int:
+async def _chart(page: Page) -> tuple[int, Decimal]:
+    """The requests and the spend the tenant's chart shows (from the data it draws)."""
     data = json.loads(await page.locator("#tenant-spend-chart-data").text_content() or "{}")
-    return sum(data.get("requests", []))
+    return sum(data.get("requests", [])), sum((Decimal(c) for c in data.get("cost", [])), Decimal(0))
 
 
 async def test_operator_and_member_flow(flow: Flow, chromium: Browser, backend: str) -> None:
@@ -104,11 +106,14 @@ async def test_operator_and_member_flow(flow: Flow, chromium: Browser, backend: 
 
         await page.goto(f"/tenants/{slug}")
         for _ in range(SPEND_WAIT_S * 2):  # the batched writer records the call about every second
-            if await _chart_requests(page) > 0:
+            if (await _chart(page))[0] > 0:
                 break
             await page.wait_for_timeout(500)
             await page.reload()
-        assert await _chart_requests(page) == 1
+        requests, cost = await _chart(page)
+        assert requests == 1
+        assert cost > 0
+        await expect(page.locator("#tenant-spend-total")).to_contain_text(f"{cost} USD in 1 request ")
         await expect(page.locator("#spend .chart .uplot")).to_be_visible()
         await expect(page.locator("#keys")).to_contain_text("flow-key")
         await screenshot(page, f"flow-tenant-{backend}")
