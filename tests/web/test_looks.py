@@ -11,6 +11,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from portal import audit
+from portal.catalog.credentials import create_credential
 from portal.keys.service import create_key
 from tests.e2e_support import DEFAULT_TIMEOUT_MS, screenshot
 from tests.web.conftest import Ui
@@ -56,6 +57,19 @@ async def _check(page: Page, width: int) -> None:
     assert overflow <= width + 1, f"{page.url} is {overflow}px wide at {width}px: {too_wide}"
 
 
+async def _credential(ui: Ui) -> None:
+    """A stored credential, so the credentials page shows a row."""
+    async with ui.sessions() as session, session.begin():
+        await create_credential(
+            session,
+            audit.Actor(type="test"),
+            ui.app.state.gateway.cipher,
+            name=f"openai-{uuid.uuid4().hex[:6]}",
+            provider="openai",
+            secret="sk-looks-secret-9f3c",
+        )
+
+
 async def _key(ui: Ui) -> uuid.UUID:
     async with ui.sessions() as session, session.begin():
         new = await create_key(session, audit.Actor(type="test"), tenant_id=ui.tenant, alias="looks-key")
@@ -65,6 +79,7 @@ async def _key(ui: Ui) -> uuid.UUID:
 @pytest.mark.parametrize(("scheme", "width"), VIEWS, ids=[f"{s}-{w}" for s, w in VIEWS])
 async def test_every_main_page(ui: Ui, chromium: Browser, backend: str, scheme: str, width: int) -> None:
     values = {"tenant": ui.tenant_slug, "key": str(await _key(ui))}
+    await _credential(ui)
     for kind, pages in (("admin", STAFF_PAGES), ("member", MEMBER_PAGES)):
         context = await chromium.new_context(
             base_url=ui.url,
