@@ -30,11 +30,16 @@ from portal.config import ModelConfig
 from portal.db.models import Deployment, Model, Provider
 from portal.errors import DomainError, NotFoundError, ValidationFailedError
 from portal.proxy.gateway import Gateway
+from portal.web.forms import refused
 from portal.web.pages import Answer, flash, page_caller, redirect, render
 
 __all__ = ["PAGES"]
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+_MODEL_FORMS = {
+    "model": ("catalog/_model_form.html", "#model-form"),
+    "deployment": ("catalog/_deployment_add_form.html", "#deployment-add-form"),
+}
 _DEPLOYMENT_TEXT = ("name", "api_base", "api_version", "region", "credential_ref", "tenant")
 
 
@@ -89,6 +94,7 @@ async def _list_page(
     extra: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> Template:
+    """The catalog page; with ``extra`` (an error), its create form refused (htmx: that form alone)."""
     caller = await page_caller(request)
     context = {
         "models": await _catalog(request, db, caller, q),
@@ -101,6 +107,15 @@ async def _list_page(
         "fields": {},
         **(extra or {}),
     }
+    if extra:
+        return await refused(
+            request,
+            "catalog/models.html",
+            context,
+            fragment="catalog/_model_create_form.html",
+            target="#model-create-form",
+            status_code=status_code,
+        )
     return await render(
         request, "catalog/models.html", context, fragment="catalog/_models.html", status_code=status_code
     )
@@ -165,7 +180,10 @@ async def _detail_page(
     deployment_form: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
     status_code: int = 200,
+    refused_form: str | None = None,
 ) -> Template:
+    """A model's page; with ``refused_form`` (``model`` or ``deployment``), that form refused (htmx: it
+    alone, in place)."""
     caller = await page_caller(request)
     configured = _config_models(request).get(ref)
     if configured is not None:
@@ -192,8 +210,14 @@ async def _detail_page(
         "fields": {},
         "dep_error": None,
         "dep_fields": {},
+        "model_error": None,
         **(extra or {}),
     }
+    if refused_form is not None and context["can_write"]:
+        fragment, target = _MODEL_FORMS[refused_form]
+        return await refused(
+            request, "catalog/model.html", context, fragment=fragment, target=target, status_code=status_code
+        )
     return await render(request, "catalog/model.html", context, status_code=status_code)
 
 
@@ -224,9 +248,15 @@ async def update_model(
         await service.update_model(db, caller.actor, model, changes, reserved=reserved)
     except DomainError as exc:
         await db.rollback()
-        extra = {"error": exc.message, "fields": _error_context(exc)["fields"]}
+        extra = {"model_error": exc.message, "fields": _error_context(exc)["fields"]}
         return await _detail_page(
-            request, db, model_ref, model_form=data, extra=extra, status_code=exc.status_code
+            request,
+            db,
+            model_ref,
+            model_form=data,
+            extra=extra,
+            status_code=exc.status_code,
+            refused_form="model",
         )
     return await _done(request, db, f"Model {model.name} saved.", f"/models/{model.id}")
 
@@ -314,7 +344,13 @@ async def create_deployment(
     except DomainError as exc:
         await db.rollback()
         return await _detail_page(
-            request, db, model_ref, deployment_form=data, extra=_dep_error(exc), status_code=exc.status_code
+            request,
+            db,
+            model_ref,
+            deployment_form=data,
+            extra=_dep_error(exc),
+            status_code=exc.status_code,
+            refused_form="deployment",
         )
     return await _done(request, db, f"Deployment {deployment.name} added.", f"/models/{model.id}")
 
@@ -365,7 +401,9 @@ async def _deployment_page(
     form: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
     status_code: int = 200,
+    refused_form: bool = False,
 ) -> Template:
+    """A deployment's page; with ``refused_form``, its form refused (htmx: it alone, in place)."""
     view = await _deployment_view(db, deployment)
     caller = await page_caller(request)
     context = {
@@ -379,6 +417,15 @@ async def _deployment_page(
         "dep_fields": {},
         **(extra or {}),
     }
+    if refused_form and context["can_write"]:
+        return await refused(
+            request,
+            "catalog/deployment.html",
+            context,
+            fragment="catalog/_deployment_form.html",
+            target="#deployment-form",
+            status_code=status_code,
+        )
     return await render(request, "catalog/deployment.html", context, status_code=status_code)
 
 
@@ -406,7 +453,13 @@ async def update_deployment(
         await db.rollback()
         deployment = await _visible_deployment(db, caller, deployment_id)
         return await _deployment_page(
-            request, db, deployment, form=data, extra=_dep_error(exc), status_code=exc.status_code
+            request,
+            db,
+            deployment,
+            form=data,
+            extra=_dep_error(exc),
+            status_code=exc.status_code,
+            refused_form=True,
         )
     return await _done(request, db, f"Deployment {deployment.name} saved.", f"/models/{deployment.model_id}")
 

@@ -144,3 +144,32 @@ async def test_a_refused_form_is_replaced_without_reloading_the_page(ui: Ui, chr
         await expect(page.locator("#flashes")).to_contain_text(f"Tenant {slug} created.")
     finally:
         await context.close()
+
+
+async def test_catalog_forms_through_htmx(ui: Ui) -> None:
+    name = f"hx-model-{uuid.uuid4().hex[:6]}"
+    async with ui.browser("admin") as b:
+        taken = await b.post("/models", data={"name": "mock-small", "mode": "chat"}, headers=HX)
+        _assert_fragment(taken, 409, "model-create-form")
+        created = await b.post("/models", data={"name": name, "mode": "chat", "enabled": "on"}, headers=HX)
+        assert created.status_code == 204
+        model_url = created.headers["hx-redirect"]
+        bad_settings = await b.post(model_url, data={"name": name, "mode": "nonsense"}, headers=HX)
+        _assert_fragment(bad_settings, 422, "model-form")
+        bad_dep = await b.post(f"{model_url}/deployments", data={"provider": "mock"}, headers=HX)
+        _assert_fragment(bad_dep, 422, "deployment-add-form")
+        added = await b.post(
+            f"{model_url}/deployments", data={"provider": "mock", "upstream_model": "mock-9"}, headers=HX
+        )
+        assert added.status_code == 204
+        page = await b.get(model_url)
+        dep_id = page.text.split('href="/deployments/')[1].split('"')[0]
+        bad_edit = await b.post(
+            f"/deployments/{dep_id}",
+            data={"provider": "mock", "upstream_model": "m", "weight": "-1"},
+            headers=HX,
+        )
+        _assert_fragment(bad_edit, 422, "deployment-form")
+        read_only = await b.post("/models/mock-small", data={"name": "mock-small"})
+        assert read_only.status_code == 409
+        assert 'role="alert"' in read_only.text
