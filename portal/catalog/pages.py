@@ -16,7 +16,7 @@ from litestar import Request, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
 from litestar.params import Body, FromPath, FromQuery
-from litestar.response import Redirect, Template
+from litestar.response import Template
 from litestar.types import ControllerRouterHandler
 
 from portal.api.deps import Db
@@ -30,11 +30,16 @@ from portal.config import ModelConfig
 from portal.db.models import Deployment, Model, Provider
 from portal.errors import DomainError, NotFoundError, ValidationFailedError
 from portal.proxy.gateway import Gateway
-from portal.web.pages import flash, page_caller, redirect, render
+from portal.web.forms import refused
+from portal.web.pages import Answer, flash, page_caller, redirect, render
 
 __all__ = ["PAGES"]
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+_MODEL_FORMS = {
+    "model": ("catalog/_model_form.html", "#model-form"),
+    "deployment": ("catalog/_deployment_add_form.html", "#deployment-add-form"),
+}
 _DEPLOYMENT_TEXT = ("name", "api_base", "api_version", "region", "credential_ref", "tenant")
 
 
@@ -89,6 +94,7 @@ async def _list_page(
     extra: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> Template:
+    """The catalog page; with ``extra`` (an error), its create form refused (htmx: that form alone)."""
     caller = await page_caller(request)
     context = {
         "models": await _catalog(request, db, caller, q),
@@ -101,12 +107,21 @@ async def _list_page(
         "fields": {},
         **(extra or {}),
     }
+    if extra:
+        return await refused(
+            request,
+            "catalog/models.html",
+            context,
+            fragment="catalog/_model_create_form.html",
+            target="#model-create-form",
+            status_code=status_code,
+        )
     return await render(
         request, "catalog/models.html", context, fragment="catalog/_models.html", status_code=status_code
     )
 
 
-async def _done(request: Request[Any, Any, Any], db: Db, message: str, url: str) -> Redirect:
+async def _done(request: Request[Any, Any, Any], db: Db, message: str, url: str) -> Answer:
     """Commit the change, then flash ``message`` and go to ``url`` (the flash is written through another
     connection, which SQLite would block while this transaction holds its write lock)."""
     await db.commit()
@@ -125,7 +140,7 @@ def _fallbacks(value: str) -> list[str]:
 
 
 @post("/models", name="catalog:create-model", opt=page(Permission.CATALOG_WRITE))
-async def create_model(request: Request[Any, Any, Any], db: Db, data: Form) -> Template | Redirect:
+async def create_model(request: Request[Any, Any, Any], db: Db, data: Form) -> Answer:
     """Create a database model from the form; errors inline (422/409)."""
     caller = await page_caller(request)
     try:
@@ -165,7 +180,10 @@ async def _detail_page(
     deployment_form: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
     status_code: int = 200,
+    refused_form: str | None = None,
 ) -> Template:
+    """A model's page; with ``refused_form`` (``model`` or ``deployment``), that form refused (htmx: it
+    alone, in place)."""
     caller = await page_caller(request)
     configured = _config_models(request).get(ref)
     if configured is not None:
@@ -192,8 +210,14 @@ async def _detail_page(
         "fields": {},
         "dep_error": None,
         "dep_fields": {},
+        "model_error": None,
         **(extra or {}),
     }
+    if refused_form is not None and context["can_write"]:
+        fragment, target = _MODEL_FORMS[refused_form]
+        return await refused(
+            request, "catalog/model.html", context, fragment=fragment, target=target, status_code=status_code
+        )
     return await render(request, "catalog/model.html", context, status_code=status_code)
 
 
@@ -206,7 +230,7 @@ async def model_page(request: Request[Any, Any, Any], db: Db, model_ref: FromPat
 @post("/models/{model_ref:str}", name="catalog:update-model", opt=page(Permission.CATALOG_WRITE))
 async def update_model(
     request: Request[Any, Any, Any], db: Db, model_ref: FromPath[str], data: Form
-) -> Template | Redirect:
+) -> Answer:
     """Change a database model's settings."""
     caller = await page_caller(request)
     reserved = _config_models(request)
@@ -224,9 +248,15 @@ async def update_model(
         await service.update_model(db, caller.actor, model, changes, reserved=reserved)
     except DomainError as exc:
         await db.rollback()
-        extra = {"error": exc.message, "fields": _error_context(exc)["fields"]}
+        extra = {"model_error": exc.message, "fields": _error_context(exc)["fields"]}
         return await _detail_page(
-            request, db, model_ref, model_form=data, extra=extra, status_code=exc.status_code
+            request,
+            db,
+            model_ref,
+            model_form=data,
+            extra=extra,
+            status_code=exc.status_code,
+            refused_form="model",
         )
     return await _done(request, db, f"Model {model.name} saved.", f"/models/{model.id}")
 
@@ -244,9 +274,7 @@ async def confirm_delete_model(request: Request[Any, Any, Any], db: Db, model_re
 
 
 @post("/models/{model_ref:str}/delete", name="catalog:delete-model", opt=page(Permission.CATALOG_WRITE))
-async def delete_model(
-    request: Request[Any, Any, Any], db: Db, model_ref: FromPath[str]
-) -> Template | Redirect:
+async def delete_model(request: Request[Any, Any, Any], db: Db, model_ref: FromPath[str]) -> Answer:
     """Delete a database model with its deployments (409 inline while it is another's fallback)."""
     caller = await page_caller(request)
     model = await _model_or_404(db, model_ref)
@@ -305,7 +333,7 @@ def _dep_error(exc: DomainError) -> dict[str, Any]:
 )
 async def create_deployment(
     request: Request[Any, Any, Any], db: Db, model_ref: FromPath[str], data: Form
-) -> Template | Redirect:
+) -> Answer:
     """Add a deployment to a database model."""
     caller = await page_caller(request)
     try:
@@ -316,7 +344,13 @@ async def create_deployment(
     except DomainError as exc:
         await db.rollback()
         return await _detail_page(
-            request, db, model_ref, deployment_form=data, extra=_dep_error(exc), status_code=exc.status_code
+            request,
+            db,
+            model_ref,
+            deployment_form=data,
+            extra=_dep_error(exc),
+            status_code=exc.status_code,
+            refused_form="deployment",
         )
     return await _done(request, db, f"Deployment {deployment.name} added.", f"/models/{model.id}")
 
@@ -367,7 +401,9 @@ async def _deployment_page(
     form: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
     status_code: int = 200,
+    refused_form: bool = False,
 ) -> Template:
+    """A deployment's page; with ``refused_form``, its form refused (htmx: it alone, in place)."""
     view = await _deployment_view(db, deployment)
     caller = await page_caller(request)
     context = {
@@ -381,6 +417,15 @@ async def _deployment_page(
         "dep_fields": {},
         **(extra or {}),
     }
+    if refused_form and context["can_write"]:
+        return await refused(
+            request,
+            "catalog/deployment.html",
+            context,
+            fragment="catalog/_deployment_form.html",
+            target="#deployment-form",
+            status_code=status_code,
+        )
     return await render(request, "catalog/deployment.html", context, status_code=status_code)
 
 
@@ -396,7 +441,7 @@ async def deployment_page(request: Request[Any, Any, Any], db: Db, deployment_id
 )
 async def update_deployment(
     request: Request[Any, Any, Any], db: Db, deployment_id: FromPath[str], data: Form
-) -> Template | Redirect:
+) -> Answer:
     """Change a deployment (blank optional fields are cleared)."""
     caller = await page_caller(request)
     deployment = await _visible_deployment(db, caller, deployment_id)
@@ -408,7 +453,13 @@ async def update_deployment(
         await db.rollback()
         deployment = await _visible_deployment(db, caller, deployment_id)
         return await _deployment_page(
-            request, db, deployment, form=data, extra=_dep_error(exc), status_code=exc.status_code
+            request,
+            db,
+            deployment,
+            form=data,
+            extra=_dep_error(exc),
+            status_code=exc.status_code,
+            refused_form=True,
         )
     return await _done(request, db, f"Deployment {deployment.name} saved.", f"/models/{deployment.model_id}")
 
@@ -418,9 +469,7 @@ async def update_deployment(
     name="catalog:delete-deployment",
     opt=page(Permission.CATALOG_WRITE),
 )
-async def delete_deployment(
-    request: Request[Any, Any, Any], db: Db, deployment_id: FromPath[str]
-) -> Template | Redirect:
+async def delete_deployment(request: Request[Any, Any, Any], db: Db, deployment_id: FromPath[str]) -> Answer:
     """Remove a deployment."""
     caller = await page_caller(request)
     deployment = await _visible_deployment(db, caller, deployment_id)

@@ -18,7 +18,7 @@ from litestar import Request, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
 from litestar.params import Body, FromPath, FromQuery
-from litestar.response import Redirect, Template
+from litestar.response import Template
 from litestar.types import ControllerRouterHandler
 
 from portal.api.deps import Db
@@ -36,7 +36,8 @@ from portal.keys.service import get_key, list_keys
 from portal.proxy.gateway import Gateway
 from portal.proxy.principal import load_principal
 from portal.tenants.service import get_tenant
-from portal.web.pages import flash, page_caller, redirect, render
+from portal.web.forms import refused
+from portal.web.pages import Answer, flash, page_caller, redirect, render
 
 __all__ = ["PAGES"]
 
@@ -105,6 +106,7 @@ async def _grants_page(
     form: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
     status_code: int = 200,
+    refused_form: bool = False,
 ) -> Template:
     caller = await page_caller(request)
     filter_error: str | None = None
@@ -140,12 +142,21 @@ async def _grants_page(
         "fields": {},
         **(extra or {}),
     }
+    if refused_form:
+        return await refused(
+            request,
+            "grants/grants.html",
+            context,
+            fragment="grants/_add_form.html",
+            target="#grant-add-form",
+            status_code=status_code,
+        )
     return await render(
         request, "grants/grants.html", context, fragment="grants/_list.html", status_code=status_code
     )
 
 
-async def _done(request: Request[Any, Any, Any], db: Db, message: str, url: str) -> Redirect:
+async def _done(request: Request[Any, Any, Any], db: Db, message: str, url: str) -> Answer:
     """Commit the change, then flash ``message`` and go to ``url`` (the flash is written through another
     connection, which SQLite would block while this transaction holds its write lock)."""
     await db.commit()
@@ -165,7 +176,7 @@ async def grants_page(
 
 
 @post("/grants", name="grants:add", opt=page(Permission.GRANTS_WRITE))
-async def add_grant(request: Request[Any, Any, Any], db: Db, data: Form) -> Template | Redirect:
+async def add_grant(request: Request[Any, Any, Any], db: Db, data: Form) -> Answer:
     """Add a grant (idempotent); errors inline."""
     caller = await page_caller(request)
     model_pattern = data.get("model_pattern", "").strip()
@@ -195,15 +206,14 @@ async def add_grant(request: Request[Any, Any, Any], db: Db, data: Form) -> Temp
             form=dict(data),
             extra={"error": exc.message, "fields": fields},
             status_code=exc.status_code,
+            refused_form=True,
         )
     message = f"Granted {model_pattern} on {provider_pattern} to {subject.type} {_label(subject.row)}."
     return await _done(request, db, message, f"/grants?subject_type={subject.type}&subject={subject.id}")
 
 
 @post("/grants/{grant_id:str}/delete", name="grants:delete", opt=page(Permission.GRANTS_WRITE))
-async def delete_grant(
-    request: Request[Any, Any, Any], db: Db, grant_id: FromPath[str]
-) -> Template | Redirect:
+async def delete_grant(request: Request[Any, Any, Any], db: Db, grant_id: FromPath[str]) -> Answer:
     """Remove a grant (404 for another tenant's)."""
     caller = await page_caller(request)
     try:

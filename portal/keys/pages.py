@@ -21,7 +21,7 @@ from litestar import Request, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import Body, FromPath, FromQuery
-from litestar.response import Redirect, Template
+from litestar.response import Template
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,7 +41,8 @@ from portal.spend.queries import call_stats, spend_report
 from portal.state import AppResources
 from portal.tenants.service import get_tenant, list_tenants
 from portal.timeutil import utcnow
-from portal.web.pages import flash, is_htmx, page_caller, redirect, render, signed_in
+from portal.web.forms import refused
+from portal.web.pages import Answer, flash, is_htmx, page_caller, redirect, render, signed_in
 
 __all__ = ["PAGES"]
 
@@ -277,7 +278,16 @@ async def _new_form(
         "staff": person.staff_role is not None,
         "limit_labels": _LIMIT_LABELS,
     }
-    return await render(request, "keys/new.html", context, status_code=status_code)
+    if error is None:
+        return await render(request, "keys/new.html", context)
+    return await refused(
+        request,
+        "keys/new.html",
+        context,
+        fragment="keys/_new_form.html",
+        target="#key-new-form",
+        status_code=status_code,
+    )
 
 
 @get("/keys/new", name="keys:new", opt=page(Permission.KEYS_WRITE))
@@ -287,7 +297,7 @@ async def key_new(request: Request[Any, Any, Any], db: Db, tenant: FromQuery[str
 
 
 @post("/keys", name="keys:create", opt=page(Permission.KEYS_WRITE), status_code=303)
-async def key_create(request: Request[Any, Any, Any], db: Db, data: FormData) -> Template | Redirect:
+async def key_create(request: Request[Any, Any, Any], db: Db, data: FormData) -> Answer:
     """Create the key (and its grants); its secret is shown on the next page, once."""
     person = await signed_in(request)
     errors: dict[str, str] = {}
@@ -407,7 +417,10 @@ async def _detail(
     fields: dict[str, str] | None = None,
     status_code: int = 200,
     try_result: dict[str, Any] | None = None,
+    edit_form: bool = False,
 ) -> Template:
+    """The key's page; with ``edit_form``, its edit form refused (for htmx only that form, in place)."""
+    edit_form = edit_form and key.status != KeyStatus.REVOKED  # a revoked key's page has no edit form
     grant_rows = await grants.list_grants(db, subject_type=SubjectType.KEY, subject_id=key.id)
     choices = await _tenant_choices(db, await signed_in(request))
     form = values or {
@@ -421,7 +434,8 @@ async def _detail(
         "tenant_label": _tenant_labels(choices).get(str(key.tenant_id), str(key.tenant_id or "—")),
         "grants": grant_rows,
         "values": form,
-        "error": error,
+        "error": None if edit_form else error,
+        "edit_error": error if edit_form else None,
         "fields": fields or {},
         "can_write": _writable(caller, key),
         "revoked": key.status == KeyStatus.REVOKED,
@@ -431,6 +445,15 @@ async def _detail(
         "now": utcnow(),
         **await _usage(db, key),
     }
+    if edit_form:
+        return await refused(
+            request,
+            "keys/detail.html",
+            context,
+            fragment="keys/_edit_form.html",
+            target="#key-edit-form",
+            status_code=status_code,
+        )
     return await render(request, "keys/detail.html", context, status_code=status_code)
 
 
@@ -472,16 +495,16 @@ async def _status_change(request: Request[Any, Any, Any], db: AsyncSession, key_
 
 
 @post("/keys/{key_id:str}/block", name="keys:block", opt=page(Permission.KEYS_WRITE), status_code=303)
-async def key_block(request: Request[Any, Any, Any], db: Db, key_id: FromPath[str]) -> Template | Redirect:
+async def key_block(request: Request[Any, Any, Any], db: Db, key_id: FromPath[str]) -> Answer:
     """Block the key (reversible): the proxy refuses it at once."""
-    result: Template | Redirect = await _status_change(request, db, key_id, "block")
+    result: Answer = await _status_change(request, db, key_id, "block")
     return result
 
 
 @post("/keys/{key_id:str}/unblock", name="keys:unblock", opt=page(Permission.KEYS_WRITE), status_code=303)
-async def key_unblock(request: Request[Any, Any, Any], db: Db, key_id: FromPath[str]) -> Template | Redirect:
+async def key_unblock(request: Request[Any, Any, Any], db: Db, key_id: FromPath[str]) -> Answer:
     """Make a blocked key active again."""
-    result: Template | Redirect = await _status_change(request, db, key_id, "unblock")
+    result: Answer = await _status_change(request, db, key_id, "unblock")
     return result
 
 
@@ -493,16 +516,16 @@ async def key_revoke_confirm(request: Request[Any, Any, Any], db: Db, key_id: Fr
 
 
 @post("/keys/{key_id:str}/revoke", name="keys:revoke", opt=page(Permission.KEYS_WRITE), status_code=303)
-async def key_revoke(request: Request[Any, Any, Any], db: Db, key_id: FromPath[str]) -> Template | Redirect:
+async def key_revoke(request: Request[Any, Any, Any], db: Db, key_id: FromPath[str]) -> Answer:
     """Revoke the key for good: the proxy refuses it at once."""
-    result: Template | Redirect = await _status_change(request, db, key_id, "revoke")
+    result: Answer = await _status_change(request, db, key_id, "revoke")
     return result
 
 
 @post("/keys/{key_id:str}/rotate", name="keys:rotate", opt=page(Permission.KEYS_WRITE), status_code=303)
 async def key_rotate(
     request: Request[Any, Any, Any], db: Db, key_id: FromPath[str], data: FormData
-) -> Template | Redirect:
+) -> Answer:
     """A new secret for the key (shown once); the old one keeps working for the grace period."""
     caller, key = await _for_write(request, db, key_id)
     ident = key.id
@@ -533,9 +556,7 @@ async def key_rotate(
 
 
 @post("/keys/{key_id:str}/edit", name="keys:edit", opt=page(Permission.KEYS_WRITE), status_code=303)
-async def key_edit(
-    request: Request[Any, Any, Any], db: Db, key_id: FromPath[str], data: FormData
-) -> Template | Redirect:
+async def key_edit(request: Request[Any, Any, Any], db: Db, key_id: FromPath[str], data: FormData) -> Answer:
     """Change the key's alias, expiry, limits and grants."""
     caller, key = await _for_write(request, db, key_id)
     ident = key.id
@@ -557,6 +578,7 @@ async def key_edit(
             error="check the fields below",
             fields=errors,
             status_code=422,
+            edit_form=True,
         )
     try:
         await service.update_key(db, caller.actor, key, changes)
@@ -579,7 +601,15 @@ async def key_edit(
         }
         key = await service.get_key(db, ident)  # the rollback expired it
         return await _detail(
-            request, db, caller, key, values=values, error=message, fields=fields, status_code=status
+            request,
+            db,
+            caller,
+            key,
+            values=values,
+            error=message,
+            fields=fields,
+            status_code=status,
+            edit_form=True,
         )
     await db.commit()  # before the session store writes the flash
     await flash(request, f"Key {key.key_prefix} saved.")

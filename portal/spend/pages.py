@@ -40,7 +40,15 @@ from portal.tenants.service import get_tenant
 from portal.timeutil import utcnow
 from portal.web.pages import page_caller, render
 
-__all__ = ["PAGES", "SpendView", "build_spend_view", "dashboard", "spend_csv", "spend_page"]
+__all__ = [
+    "PAGES",
+    "SpendView",
+    "build_spend_view",
+    "daily_chart",
+    "dashboard",
+    "spend_csv",
+    "spend_page",
+]
 
 DIMENSIONS = ("tenant", "key", "user", "model", "provider")
 DEFAULT_DAYS = 30
@@ -304,6 +312,20 @@ async def spend_csv(
     )
 
 
+async def daily_chart(
+    db: AsyncSession, *, tenant_id: uuid.UUID | None, start: dt.date, end: dt.date
+) -> tuple[SpendView, str]:
+    """Spend and requests per day from ``start`` to ``end`` (one tenant, or all): the view (totals and
+    the chart's table) and the chart's JSON for ``spend/_daily_chart.html``."""
+    days = await queries.spend_report(db, group_by=["day"], tenant_id=tenant_id, start=start, end=end)
+    view = build_spend_view(
+        [_with_group(row) for row in days], start=start, end=end, granularity="day", group="provider"
+    )
+    chart = {"x": view.chart["x"], "labels": view.chart["labels"], "requests": view.chart["requests"]}
+    chart["cost"] = [money(p.cost) for _, p in view.by_period]
+    return view, _chart_json(chart)
+
+
 def _top(rows: Sequence[SpendRow], group: str) -> list[GroupTotal]:
     found: list[GroupTotal] = []
     for row in rows[:TOP]:
@@ -324,12 +346,7 @@ async def dashboard(
     end = now.date()
     start = end - dt.timedelta(days=DEFAULT_DAYS - 1)
     scope = caller.tenant_id
-    days = await queries.spend_report(db, group_by=["day"], tenant_id=scope, start=start, end=end)
-    view = build_spend_view(
-        [_with_group(row) for row in days], start=start, end=end, granularity="day", group="provider"
-    )
-    chart = {"x": view.chart["x"], "labels": view.chart["labels"], "requests": view.chart["requests"]}
-    chart["cost"] = [money(p.cost) for _, p in view.by_period]
+    view, chart_json = await daily_chart(db, tenant_id=scope, start=start, end=end)
     top: dict[str, list[GroupTotal]] = {}
     for group in ("tenant", "key", "model"):
         if group == "tenant" and caller.tenant_scoped:
@@ -342,7 +359,7 @@ async def dashboard(
         "end": end,
         "total": view.total,
         "by_period": view.by_period,
-        "chart_json": _chart_json(chart),
+        "chart_json": chart_json,
         "top": top,
         "logs": await log_summary(db, tenant_id=scope, start=first, end=now),
         "budgets": await budgets_near_limit(db, tenant_id=scope),

@@ -9,6 +9,7 @@ errors (422/409) or the 404 page; another tenant's objects do not exist for a te
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -17,11 +18,12 @@ from litestar import Request, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import Body, FromPath, FromQuery
-from litestar.response import Redirect, Template
+from litestar.response import Template
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.api.deps import Db
+from portal.api.schemas import money
 from portal.audit.queries import list_audit_events
 from portal.auth.admin import AdminCaller
 from portal.auth.person import Person, page
@@ -30,17 +32,27 @@ from portal.db.models import BudgetKind, MembershipRole, SubjectType, Tenant, Te
 from portal.errors import DomainError, NotFoundError, ValidationFailedError
 from portal.grants.scope import subject_for_write
 from portal.grants.service import list_grants
+from portal.keys import service as keys
 from portal.limits import budgets
+from portal.spend.pages import daily_chart
 from portal.tenants import service
+from portal.timeutil import utcnow
 from portal.users import service as users
-from portal.web.pages import flash, redirect, render, signed_in
+from portal.web.forms import refused
+from portal.web.pages import Answer, flash, redirect, render, signed_in
 
 __all__ = ["PAGES"]
 
 FormData = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 PAGE_SIZE = 25
+KEYS_SHOWN = 10
+SPEND_DAYS = 30
 LIMIT_FIELDS = ("rpm_limit", "tpm_limit", "max_parallel")
 TEXT_FIELDS = ("slug", "name", "description")
+_DETAIL_FORMS = {
+    "budget": ("tenants/_budget_form.html", "#budget-form"),
+    "members": ("tenants/_member_form.html", "#member-form"),
+}
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -153,11 +165,22 @@ async def _detail_context(db: AsyncSession, tenant: Tenant, caller: AdminCaller)
     context["members"] = (
         await users.list_members(db, tenant.id) if caller.can(Permission.USERS_READ) else None
     )
-    if caller.can(Permission.BUDGETS_READ):
-        rows = await budgets.list_budgets(db, subject_type=SubjectType.TENANT, subject_id=tenant.id)
-        context["budgets"] = {b.kind: b for b in rows}
+    # everyone who sees the tenant sees its budgets and what is left of them (members: self-service)
+    rows = await budgets.list_budgets(db, subject_type=SubjectType.TENANT, subject_id=tenant.id)
+    context["budgets"] = {b.kind: b for b in rows}
+    context["keys"] = (
+        list(await keys.list_keys(db, tenant_id=tenant.id, admin=False, limit=KEYS_SHOWN))
+        if caller.can(Permission.KEYS_READ)
+        else None
+    )
+    if caller.can(Permission.SPEND_READ):
+        end = utcnow().date()
+        view, chart_json = await daily_chart(
+            db, tenant_id=tenant.id, start=end - dt.timedelta(days=SPEND_DAYS - 1), end=end
+        )
+        context.update(spend=view, chart_json=chart_json, by_period=view.by_period, money=money)
     else:
-        context["budgets"] = None
+        context["spend"] = None
     context["grants"] = (
         await list_grants(db, subject_type=SubjectType.TENANT, subject_id=tenant.id)
         if caller.can(Permission.GRANTS_READ)
@@ -180,15 +203,25 @@ async def _detail(
     tenant: Tenant,
     caller: AdminCaller,
     *,
-    errors: dict[str, dict[str, str]] | None = None,
-    status_code: int = 200,
+    form: str | None = None,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    status_code: int = 422,
 ) -> Template:
+    """The detail page; with ``form`` (``budget`` or ``members``), that form refused with ``errors``
+    (for htmx only the form, in place)."""
     context = await _detail_context(db, tenant, caller)
-    context["errors"] = errors or {}
-    return await render(request, "tenants/detail.html", context, status_code=status_code)
+    if form is None:
+        context.update(errors={}, form_values={})
+        return await render(request, "tenants/detail.html", context)
+    context.update(errors={form: errors or {}}, form_values={form: values or {}})
+    fragment, target = _DETAIL_FORMS[form]
+    return await refused(
+        request, "tenants/detail.html", context, fragment=fragment, target=target, status_code=status_code
+    )
 
 
-async def _done(request: Request[Any, Any, Any], db: AsyncSession, message: str, url: str) -> Redirect:
+async def _done(request: Request[Any, Any, Any], db: AsyncSession, message: str, url: str) -> Answer:
     """Commit the change, then flash ``message`` and go to ``url`` (the flash is written through
     another connection, which SQLite would block while this transaction holds its write lock)."""
     await db.commit()
@@ -214,7 +247,7 @@ async def tenant_list(
 
 
 @post("/tenants", name="tenants:create", opt=page(Permission.TENANTS_WRITE), status_code=303)
-async def tenant_create(request: Request[Any, Any, Any], db: Db, data: FormData) -> Template | Redirect:
+async def tenant_create(request: Request[Any, Any, Any], db: Db, data: FormData) -> Answer:
     """Create a tenant; field errors (422) and a taken slug (409) are shown next to the field."""
     person = await signed_in(request)
     caller = person.caller()
@@ -235,7 +268,14 @@ async def tenant_create(request: Request[Any, Any, Any], db: Db, data: FormData)
             return await _done(request, db, f"Tenant {tenant.slug} created.", f"/tenants/{tenant.slug}")
     context = await _list_context(request, db, None, None, None)
     context.update(values=values, errors=errors)
-    return await render(request, "tenants/list.html", context, status_code=status_code)
+    return await refused(
+        request,
+        "tenants/list.html",
+        context,
+        fragment="tenants/_create_form.html",
+        target="#tenant-create-form",
+        status_code=status_code,
+    )
 
 
 # --- detail, edit, suspend, delete -------------------------------------------------------------------
@@ -259,7 +299,7 @@ async def tenant_edit(request: Request[Any, Any, Any], db: Db, slug: FromPath[st
 @post("/tenants/{slug:str}/edit", name="tenants:update", opt=page(Permission.TENANTS_WRITE), status_code=303)
 async def tenant_update(
     request: Request[Any, Any, Any], db: Db, slug: FromPath[str], data: FormData
-) -> Template | Redirect:
+) -> Answer:
     """Save the edit form; errors are shown inline."""
     tenant, caller = await _tenant_for(db, await signed_in(request), slug, Permission.TENANTS_WRITE)
     values, errors = _tenant_form(data)
@@ -277,7 +317,14 @@ async def tenant_update(
             return await _done(request, db, f"Tenant {tenant.slug} saved.", f"/tenants/{tenant.slug}")
         tenant = await service.get_tenant_by_slug(db, slug)
     context = {"tenant": tenant, "values": values, "errors": errors}
-    return await render(request, "tenants/edit.html", context, status_code=status_code)
+    return await refused(
+        request,
+        "tenants/edit.html",
+        context,
+        fragment="tenants/_edit_form.html",
+        target="#tenant-edit-form",
+        status_code=status_code,
+    )
 
 
 @get("/tenants/{slug:str}/status", name="tenants:status-confirm", opt=page(Permission.TENANTS_WRITE))
@@ -290,7 +337,7 @@ async def tenant_status_confirm(request: Request[Any, Any, Any], db: Db, slug: F
 @post(
     "/tenants/{slug:str}/status", name="tenants:status", opt=page(Permission.TENANTS_WRITE), status_code=303
 )
-async def tenant_status(request: Request[Any, Any, Any], db: Db, slug: FromPath[str]) -> Redirect:
+async def tenant_status(request: Request[Any, Any, Any], db: Db, slug: FromPath[str]) -> Answer:
     """Suspend an active tenant or resume a suspended one."""
     tenant, caller = await _tenant_for(db, await signed_in(request), slug, Permission.TENANTS_WRITE)
     target = TenantStatus.ACTIVE if tenant.status == TenantStatus.SUSPENDED else TenantStatus.SUSPENDED
@@ -309,7 +356,7 @@ async def tenant_delete_confirm(request: Request[Any, Any, Any], db: Db, slug: F
 @post(
     "/tenants/{slug:str}/delete", name="tenants:delete", opt=page(Permission.TENANTS_WRITE), status_code=303
 )
-async def tenant_delete(request: Request[Any, Any, Any], db: Db, slug: FromPath[str]) -> Redirect:
+async def tenant_delete(request: Request[Any, Any, Any], db: Db, slug: FromPath[str]) -> Answer:
     """Delete the tenant."""
     tenant, caller = await _tenant_for(db, await signed_in(request), slug, Permission.TENANTS_WRITE)
     await service.delete_tenant(db, caller.actor, tenant)
@@ -325,9 +372,7 @@ async def tenant_delete(request: Request[Any, Any, Any], db: Db, slug: FromPath[
     opt=page(Permission.USERS_WRITE),
     status_code=303,
 )
-async def member_put(
-    request: Request[Any, Any, Any], db: Db, slug: FromPath[str], data: FormData
-) -> Template | Redirect:
+async def member_put(request: Request[Any, Any, Any], db: Db, slug: FromPath[str], data: FormData) -> Answer:
     """Add a member by email (or user id / external id) with a role, or change a member's role."""
     tenant, caller = await _tenant_for(db, await signed_in(request), slug, Permission.USERS_WRITE)
     ref = (data.get("user") or "").strip()
@@ -344,13 +389,15 @@ async def member_put(
         )
     except ValueError:
         errors = {"role": "tenant_admin or member"}
-        return await _detail(request, db, tenant, caller, errors={"members": errors}, status_code=422)
+        return await _detail(request, db, tenant, caller, form="members", errors=errors, values=data)
     except DomainError as exc:
         await db.rollback()
         tenant = await service.get_tenant_by_slug(db, slug)
         status_code = 422 if isinstance(exc, NotFoundError) else exc.status_code
         errors = _error_fields(exc, "user")
-        return await _detail(request, db, tenant, caller, errors={"members": errors}, status_code=status_code)
+        return await _detail(
+            request, db, tenant, caller, form="members", errors=errors, values=data, status_code=status_code
+        )
     who = user.email or user.display_name
     message = f"{who} is now {data.get('role') or 'member'} of {slug}."
     return await _done(request, db, message, f"/tenants/{slug}#members")
@@ -364,7 +411,7 @@ async def member_put(
 )
 async def member_remove(
     request: Request[Any, Any, Any], db: Db, slug: FromPath[str], user_id: FromPath[str]
-) -> Redirect:
+) -> Answer:
     """End a membership."""
     tenant, caller = await _tenant_for(db, await signed_in(request), slug, Permission.USERS_WRITE)
     ident = _parse_uuid(user_id)
@@ -386,9 +433,7 @@ async def member_remove(
     opt=page(Permission.BUDGETS_WRITE),
     status_code=303,
 )
-async def budget_set(
-    request: Request[Any, Any, Any], db: Db, slug: FromPath[str], data: FormData
-) -> Template | Redirect:
+async def budget_set(request: Request[Any, Any, Any], db: Db, slug: FromPath[str], data: FormData) -> Answer:
     """Set or change the tenant's usd or tokens budget (amount and period)."""
     tenant, caller = await _tenant_for(db, await signed_in(request), slug, Permission.BUDGETS_WRITE)
     kind = data.get("kind") or ""
@@ -413,9 +458,15 @@ async def budget_set(
     except DomainError as exc:
         await db.rollback()
         tenant = await service.get_tenant_by_slug(db, slug)
-        errors = {**_error_fields(exc, "amount"), "kind": kind}
         return await _detail(
-            request, db, tenant, caller, errors={"budget": errors}, status_code=exc.status_code
+            request,
+            db,
+            tenant,
+            caller,
+            form="budget",
+            errors=_error_fields(exc, "amount"),
+            values=data,
+            status_code=exc.status_code,
         )
     return await _done(
         request,
@@ -433,7 +484,7 @@ async def budget_set(
 )
 async def budget_reset(
     request: Request[Any, Any, Any], db: Db, slug: FromPath[str], kind: FromPath[str]
-) -> Redirect:
+) -> Answer:
     """Start the budget's current period afresh."""
     tenant, caller = await _tenant_for(db, await signed_in(request), slug, Permission.BUDGETS_WRITE)
     rows = await budgets.list_budgets(db, subject_type=SubjectType.TENANT, subject_id=tenant.id)

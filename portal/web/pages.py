@@ -9,6 +9,7 @@ one redirect (they live in the session).
 from __future__ import annotations
 
 import base64
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -17,35 +18,47 @@ import msgspec
 from litestar import Request
 from litestar.datastructures import Cookie
 from litestar.exceptions import PermissionDeniedException
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, Response, Template
 
 from portal import __version__
 from portal.auth.admin import AdminCaller
 from portal.auth.person import Person, SignInRequired, current_person
 from portal.auth.roles import Permission
 
-__all__ = ["NAV", "NavItem", "flash", "is_htmx", "page_caller", "redirect", "render", "signed_in"]
+__all__ = ["NAV", "Answer", "NavItem", "flash", "is_htmx", "page_caller", "redirect", "render", "signed_in"]
 
 
 @dataclass(frozen=True, slots=True)
 class NavItem:
+    """A link of the main navigation, shown to people holding ``permission`` (``None``: to tenant members)."""
+
     label: str
     href: str
     permission: Permission | None
 
 
 NAV: tuple[NavItem, ...] = (
+    NavItem("My tenants", "/my", None),
     NavItem("Dashboard", "/dashboard", Permission.SPEND_READ),
     NavItem("Tenants", "/tenants", Permission.TENANTS_READ),
     NavItem("Keys", "/keys", Permission.KEYS_READ),
     NavItem("Models", "/models", Permission.CATALOG_READ),
+    NavItem("Credentials", "/credentials", Permission.CREDENTIALS_READ),
     NavItem("Grants", "/grants", Permission.GRANTS_READ),
     NavItem("Spend", "/spend", Permission.SPEND_READ),
     NavItem("Logs", "/logs", Permission.LOGS_READ),
     NavItem("Audit", "/audit", Permission.AUDIT_READ),
 )
 FLASH_KEY = "portal_flash"
+Answer = Template | Redirect | Response[bytes]
+"""What a form handler returns: a page (or fragment), a redirect, or htmx's ``204`` + ``HX-Redirect``."""
 FLASH_COOKIE = "portal_flash"
+
+
+def _shows(item: NavItem, person: Person) -> bool:
+    """A link for what the person may see; one without a permission is the self-service page, shown
+    to members of a tenant."""
+    return person.can(item.permission) if item.permission else bool(person.memberships)
 
 
 def is_htmx(request: Request[Any, Any, Any]) -> bool:
@@ -109,9 +122,7 @@ async def render(
     values = dict(context or {})
     values.setdefault("person", person)
     values.setdefault("version", __version__)
-    values["nav"] = [
-        item for item in NAV if person is not None and item.permission and person.can(item.permission)
-    ]
+    values["nav"] = [item for item in NAV if person is not None and _shows(item, person)]
     values["current_path"] = request.url.path
     if fragment is not None and is_htmx(request):
         return Template(
@@ -128,9 +139,10 @@ async def render(
     )
 
 
-def redirect(request: Request[Any, Any, Any], url: str) -> Redirect:
-    """Go to ``url`` after a form post (carrying this request's flash messages); for htmx, tell it to
-    navigate (``HX-Redirect``)."""
+def redirect(request: Request[Any, Any, Any], url: str) -> Redirect | Response[bytes]:
+    """Go to ``url`` after a form post (carrying this request's flash messages): ``303``, or for htmx
+    ``204`` with ``HX-Redirect`` (an XHR would follow a ``303`` itself and swap the next page in), or
+    ``HX-Refresh`` when ``url`` is the page the form is on."""
     cookies = []
     if _pending(request):
         waiting, _ = _take_flashes(request)  # earlier messages not shown yet (redirect after redirect)
@@ -138,5 +150,12 @@ def redirect(request: Request[Any, Any, Any], url: str) -> Redirect:
         cookies.append(
             Cookie(key=FLASH_COOKIE, value=value, max_age=60, path="/", httponly=True, samesite="lax")
         )
-    headers = {"HX-Redirect": url} if is_htmx(request) else {}
-    return Redirect(url, status_code=303, headers=headers, cookies=cookies)
+    if is_htmx(request):
+        current = urllib.parse.urlsplit(request.headers.get("hx-current-url", ""))
+        target = urllib.parse.urlsplit(url)
+        same_page = (current.path, current.query) == (target.path, target.query)
+        # a location that differs only by its #fragment would scroll, not load: reload instead
+        headers = {"HX-Refresh": "true"} if same_page else {"HX-Redirect": url}
+        headers["Vary"] = "HX-Request"
+        return Response(b"", status_code=204, headers=headers, cookies=cookies)
+    return Redirect(url, status_code=303, headers={"Vary": "HX-Request"}, cookies=cookies)

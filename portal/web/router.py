@@ -1,5 +1,6 @@
 """The portal's page router: every page behind the page guard and CSRF protection, with errors
-rendered as pages (a signed-out visitor is sent to ``/login``; HTMX requests get ``HX-Redirect``)."""
+rendered as pages (a signed-out visitor is sent to ``/login``; HTMX requests get ``HX-Redirect``, and
+their errors a message in the page's flash area)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from portal.api.deps import provide_db
 from portal.audit.pages import PAGES as AUDIT_PAGES
 from portal.auth.person import SignInRequired, page_guard
 from portal.auth.routes import AUTH_ROUTES
+from portal.catalog.credential_pages import PAGES as CREDENTIAL_PAGES
 from portal.catalog.pages import PAGES as CATALOG_PAGES
 from portal.config import Settings
 from portal.errors import DomainError
@@ -30,6 +32,8 @@ from portal.keys.pages import PAGES as KEY_PAGES
 from portal.spend.log_pages import PAGES as LOG_PAGES
 from portal.spend.pages import PAGES as SPEND_PAGES
 from portal.tenants.pages import PAGES as TENANT_PAGES
+from portal.tenants.self_service import PAGES as SELF_SERVICE_PAGES
+from portal.web.forms import error_toast
 from portal.web.landing import landing
 
 __all__ = ["CSRF_COOKIE", "CSRF_HEADER", "PAGE_HANDLERS", "web_router"]
@@ -41,8 +45,10 @@ PAGE_ROUTES: list[ControllerRouterHandler] = [
     landing,
     *AUTH_ROUTES,
     *TENANT_PAGES,
+    *SELF_SERVICE_PAGES,
     *KEY_PAGES,
     *CATALOG_PAGES,
+    *CREDENTIAL_PAGES,
     *GRANT_PAGES,
     *SPEND_PAGES,
     *AUDIT_PAGES,
@@ -63,6 +69,8 @@ def _sign_in(request: Request[Any, Any, Any], exc: SignInRequired) -> Response[A
 
 
 def _error_page(request: Request[Any, Any, Any], status: int, title: str, message: str) -> Template:
+    if _is_htmx(request):
+        return error_toast(message, status, title=title)
     return Template(
         template_name="errors/page.html",
         context={"title": title, "message": message, "signed_in": False},

@@ -17,6 +17,7 @@
               grid: { stroke: css("--border", "#dfe3ea"), width: 1 },
               ticks: { stroke: css("--border", "#dfe3ea"), width: 1 } };
     if (format) { a.values = function (u, splits) { return splits.map(format); }; }
+    a.size = side === 3 ? 64 : 50;  /* room for "$0.0080" so the axis label does not overlap it */
     if (side === 1) { a.grid = { show: false }; }
     return a;
   }

@@ -76,6 +76,15 @@ async def test_every_page_declares_a_rule(sso: Sso) -> None:
     assert len(routes) >= 8
     missing = [f"{m} {p}" for m, p, h in routes if "page" not in h.opt]
     assert missing == [], f"pages without an access rule: {missing}"
+    walked = {(m, p) for m, p, _ in routes}
+    for expected in [
+        ("GET", "/credentials"),
+        ("POST", "/credentials"),
+        ("POST", "/credentials/{ref:str}/secret"),
+        ("POST", "/credentials/{ref:str}/delete"),
+        ("GET", "/my"),
+    ]:
+        assert expected in walked, f"{expected} is not walked by the matrix"
 
 
 async def test_page_by_person_matrix(sso: Sso) -> None:

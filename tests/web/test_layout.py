@@ -7,8 +7,8 @@ from tests.web.conftest import Ui
 
 async def test_navigation_follows_the_role(ui: Ui) -> None:
     expectations = {
-        "admin": {"Tenants", "Keys", "Models", "Spend", "Logs", "Audit"},
-        "auditor": {"Tenants", "Keys", "Audit"},
+        "admin": {"Tenants", "Keys", "Models", "Credentials", "Spend", "Logs", "Audit"},
+        "auditor": {"Tenants", "Keys", "Credentials", "Audit"},
         "member": {"Keys", "Spend", "Logs"},
     }
     for kind, wanted in expectations.items():
@@ -18,7 +18,7 @@ async def test_navigation_follows_the_role(ui: Ui) -> None:
             nav = page.text.split('class="mainnav"')[1].split("</nav>")[0]
             shown = {
                 label
-                for label in ("Tenants", "Keys", "Models", "Grants", "Spend", "Logs", "Audit")
+                for label in ("Tenants", "Keys", "Models", "Credentials", "Grants", "Spend", "Logs", "Audit")
                 if f">{label}<" in nav
             }
             assert wanted <= shown, (kind, shown)
@@ -26,3 +26,4 @@ async def test_navigation_follows_the_role(ui: Ui) -> None:
         nav = (await member.get("/account")).text.split('class="mainnav"')[1].split("</nav>")[0]
         assert ">Audit<" not in nav
         assert ">Grants<" not in nav
+        assert ">Credentials<" not in nav
