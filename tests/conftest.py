@@ -128,13 +128,14 @@ async def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -
     """A database of ``backend``, migrated to head, shared by the session's tests of that backend."""
     url = await new_database(backend, tmp_path_factory.mktemp(backend))
     try:
-        await _upgrade(url)
+        await upgrade_database(url)
         yield url
     finally:
         await dispose_database(url)
 
 
-async def _upgrade(url: str) -> None:
+async def upgrade_database(url: str) -> None:
+    """Migrate the database behind ``url`` to head (Alembic runs in a worker thread)."""
     import asyncio
 
     await asyncio.to_thread(upgrade, url)

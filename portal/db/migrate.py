@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, DateTime
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -18,26 +18,36 @@ from portal.db.types import MYSQL_DIALECTS
 from portal.paths import MIGRATIONS_DIR
 
 __all__ = [
+    "MARIADB_COLLATION",
     "MYSQL_COLLATION",
     "alembic_config",
     "compare_type",
     "current_revisions",
     "head_revisions",
+    "mysql_collation",
     "prepare_database",
     "upgrade",
 ]
 
-MYSQL_COLLATION = "utf8mb4_bin"
+MARIADB_COLLATION = "utf8mb4_nopad_bin"
+MYSQL_COLLATION = "utf8mb4_0900_bin"
 """Strings compare and sort by code point on MariaDB/MySQL, as on PostgreSQL with the C collation: the
-server's default ``utf8mb4_general_ci`` would make ``Team-A`` and ``team-a`` (or ``e`` and ``é``) the
-same slug, email or name."""
+server's default (``utf8mb4_general_ci`` on MariaDB) would make ``Team-A`` and ``team-a``, or ``e`` and
+``é``, the same slug, email or name; a PAD SPACE collation (``utf8mb4_bin``) would make ``a`` and
+``a `` the same."""
+
+
+def mysql_collation(dialect: Dialect) -> str:
+    """The collation portal's tables use on this MariaDB or MySQL server."""
+    return MARIADB_COLLATION if getattr(dialect, "is_mariadb", False) else MYSQL_COLLATION
 
 
 def prepare_database(connection: Connection) -> None:
-    """Before migrating: on MariaDB/MySQL make utf8mb4 with :data:`MYSQL_COLLATION` the database's
+    """Before migrating: on MariaDB/MySQL make utf8mb4 with :func:`mysql_collation` the database's
     default, so every table a migration creates (``alembic_version`` included) gets it."""
     if connection.dialect.name in MYSQL_DIALECTS:
-        connection.exec_driver_sql(f"ALTER DATABASE CHARACTER SET utf8mb4 COLLATE {MYSQL_COLLATION}")
+        collation = mysql_collation(connection.dialect)
+        connection.exec_driver_sql(f"ALTER DATABASE CHARACTER SET utf8mb4 COLLATE {collation}")
 
 
 def _sqlite_affinity(declared: str) -> str:
