@@ -35,6 +35,9 @@ TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
 SERVER_BACKENDS = frozenset({"postgresql", "mariadb"})
+browser_backends = pytest.mark.backends("sqlite", "postgresql")
+"""For tests that drive Chromium: they check the pages' behaviour, which does not depend on the
+database, and cost seconds each; the HTTP tests of the same pages run on MariaDB too."""
 
 
 def free_port() -> int:
