@@ -69,7 +69,8 @@ async def drop_postgres_database(url: str) -> None:
         await conn.close()
 
 
-async def _mariadb_execute(statement: str) -> None:
+async def mariadb_execute(statement: str) -> None:
+    """Run one statement on the MariaDB server as the admin user."""
     admin = make_url(MARIADB_ADMIN_URL)
     conn = await asyncmy.connect(
         host=admin.host or "127.0.0.1",
@@ -87,7 +88,7 @@ async def _mariadb_execute(statement: str) -> None:
 async def create_mariadb_database() -> str:
     """Create a uniquely named MariaDB database (server defaults: `portal migrate` sets its collation)."""
     name = f"portal_test_{uuid.uuid4().hex[:12]}"
-    await _mariadb_execute(f"CREATE DATABASE `{name}`")
+    await mariadb_execute(f"CREATE DATABASE `{name}`")
     url = make_url(MARIADB_ADMIN_URL).set(drivername="mysql+asyncmy", database=name)
     return url.render_as_string(hide_password=False)
 
@@ -95,7 +96,7 @@ async def create_mariadb_database() -> str:
 async def drop_mariadb_database(url: str) -> None:
     """Drop the MariaDB database behind ``url``."""
     name = make_url(url).database
-    await _mariadb_execute(f"DROP DATABASE IF EXISTS `{name}`")
+    await mariadb_execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 async def new_database(backend: str, tmp: Path) -> str:

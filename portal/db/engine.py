@@ -30,11 +30,7 @@ __all__ = [
     "dialect_engine_options",
 ]
 
-MYSQL_SESSION_SQL = (
-    "SET SESSION time_zone = '+00:00', "
-    "sql_mode = 'TRADITIONAL,NO_ENGINE_SUBSTITUTION', "
-    "innodb_lock_wait_timeout = 20"
-)
+MYSQL_SESSION_SQL = "SET SESSION time_zone = '+00:00', sql_mode = 'TRADITIONAL,NO_ENGINE_SUBSTITUTION'"
 """Run on every new MariaDB/MySQL connection."""
 
 

@@ -14,9 +14,11 @@ from sqlalchemy import JSON, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import portal.db.models  # noqa: F401
+from portal.config import Settings
 from portal.db.base import Base
+from portal.db.engine import create_engine
 from portal.db.migrate import MARIADB_COLLATION
-from tests.conftest import dispose_database, new_database, upgrade_database
+from tests.conftest import dispose_database, mariadb_execute, new_database, upgrade_database
 from tests.integration.test_migrations import _diff
 
 pytestmark = pytest.mark.backends("mariadb")
@@ -59,6 +61,21 @@ async def test_sessions_are_utc_strict_and_utf8mb4(engine: AsyncEngine) -> None:
     assert zone == "+00:00"
     assert {"STRICT_TRANS_TABLES", "STRICT_ALL_TABLES", "NO_ZERO_DATE"} <= set(mode.split(","))
     assert charset == "utf8mb4"
+
+
+async def test_a_connection_the_server_dropped_is_replaced(settings: Settings) -> None:
+    """MariaDB closes connections idle past ``wait_timeout`` (or on a restart); the pool checks each
+    connection before use and opens a new one instead of failing the request."""
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            first = await conn.scalar(text("SELECT CONNECTION_ID()"))
+        await mariadb_execute(f"KILL {int(first)}")
+        async with engine.connect() as conn:
+            second = await conn.scalar(text("SELECT CONNECTION_ID()"))
+        assert second != first
+    finally:
+        await engine.dispose()
 
 
 async def test_model_comparison_sees_mariadb_type_drift(backend: str, tmp_path: Any) -> None:
