@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from portal import audit
-from portal.db.models import Budget, CompletionCacheEntry, Model, RequestLog, SpendDaily, Tenant
+from portal.db.models import ApiKey, Budget, CompletionCacheEntry, Model, RequestLog, SpendDaily, Tenant
 from portal.keys.service import create_key
 from portal.spend.records import CallRecord
 from portal.spend.writer import SpendWriter
@@ -193,3 +193,22 @@ async def test_a_value_that_does_not_fit_is_an_error(sessions: async_sessionmake
     with pytest.raises(DBAPIError):
         async with sessions() as session, session.begin():
             session.add(Tenant(slug="x" * 65, name="too long"))
+
+
+async def test_last_use_is_stored_in_utc_whatever_the_callers_zone(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Regression: the writer bound a key's last use as an untyped time, which SQLite and MariaDB
+    stored in the caller's zone (the offset dropped, not converted): a +02:00 call read 2 hours late."""
+    async with sessions() as session, session.begin():
+        tenant = await create_tenant(session, ACTOR, slug=f"seen-{_marker()}")
+        key = (await create_key(session, ACTOR, tenant_id=tenant.id)).key
+    moment = dt.datetime(2026, 3, 4, 12, 30, 0, 654321, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    writer = SpendWriter(sessions)
+    writer.submit(
+        CallRecord(request_id=uuid.uuid4().hex, created_at=moment, status_code=200, api_key_id=key.id)
+    )
+    await writer.flush()
+    async with sessions() as session:
+        seen = await session.scalar(select(ApiKey.last_used_at).where(ApiKey.id == key.id))
+    assert seen == moment
