@@ -17,6 +17,8 @@ set READ COMMITTED, UTC, strict mode, utf8mb4 and a code-point collation):
   or ``delete(...).with_dialect_options(mysql_limit=n)``), no ``RETURNING`` on ``UPDATE``.
 - Bind datetimes through a typed column (``Model.created_at < moment``): an untyped ``text()``
   parameter loses its time zone on MariaDB (asyncmy drops it without converting to UTC).
+- ``SUM``/``AVG`` of integer columns come back as ``Decimal`` on MariaDB (``SUM`` of a ``BIGINT``
+  on PostgreSQL too): convert with ``int()``/``float()`` before putting them in a response.
 - Python-side defaults (``default=utcnow``), not server ``now()``: ``NOW()`` has no microseconds.
 - DDL is not transactional on MariaDB/MySQL: a migration that fails half-way stays half-applied.
   ``downgrade()`` drops tables without first dropping indexes that back foreign keys (MariaDB refuses).
