@@ -7,13 +7,12 @@ import os
 
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 import portal.db.models  # noqa: F401  (registers every table)
 from portal.config import normalize_database_url
 from portal.db.base import Base
-from portal.db.migrate import compare_type
+from portal.db.engine import create_migration_engine
+from portal.db.migrate import compare_type, prepare_database
 
 config = context.config
 if not config.get_main_option("sqlalchemy.url"):
@@ -39,6 +38,7 @@ def _configure(connection: Connection | None = None) -> None:
 
 
 def _run_sync(connection: Connection) -> None:
+    prepare_database(connection)
     _configure(connection)
     with context.begin_transaction():
         context.run_migrations()
@@ -47,7 +47,7 @@ def _run_sync(connection: Connection) -> None:
 async def _run_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url must be set"
-    engine = create_async_engine(url, poolclass=NullPool)
+    engine = create_migration_engine(url)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)

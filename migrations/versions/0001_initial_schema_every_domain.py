@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import advanced_alchemy.types.datetime
 import advanced_alchemy.types.guid
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy import Text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 
 import portal.db.types
 
@@ -31,7 +30,7 @@ def upgrade() -> None:
         sa.Column(
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.Column("actor_type", sa.String(length=16), nullable=False),
         sa.Column("actor_id", sa.String(length=64), nullable=True),
         sa.Column("actor_label", sa.String(length=320), nullable=False),
@@ -72,17 +71,13 @@ def upgrade() -> None:
         sa.Column("period", sa.String(length=16), nullable=True),
         sa.Column("alignment", sa.String(length=16), nullable=False),
         sa.Column("used", portal.db.types.Money(precision=28, scale=12), nullable=False),
-        sa.Column(
-            "period_started_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True
-        ),
-        sa.Column("reset_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
-        sa.Column("soft_threshold", sa.Float(), nullable=True),
-        sa.Column(
-            "soft_notified_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True
-        ),
+        sa.Column("period_started_at", portal.db.types.DateTimeUTC(timezone=True), nullable=True),
+        sa.Column("reset_at", portal.db.types.DateTimeUTC(timezone=True), nullable=True),
+        sa.Column("soft_threshold", sa.Double(), nullable=True),
+        sa.Column("soft_notified_at", portal.db.types.DateTimeUTC(timezone=True), nullable=True),
         sa.Column("webhook_url", sa.String(length=500), nullable=True),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("updated_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("updated_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_budgets")),
         sa.UniqueConstraint(
             "subject_type", "subject_id", "kind", name=op.f("uq_budgets_subject_type_subject_id_kind")
@@ -95,9 +90,11 @@ def upgrade() -> None:
         "completion_cache",
         sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column("model", sa.String(length=200), nullable=False),
-        sa.Column("response", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("expires_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column(
+            "response", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"), nullable=False
+        ),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("expires_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.Column("hits", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_completion_cache")),
     )
@@ -109,10 +106,12 @@ def upgrade() -> None:
         sa.Column("id", advanced_alchemy.types.guid.GUID(length=16), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("provider", sa.String(length=32), nullable=False),
-        sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
+        sa.Column(
+            "ciphertext", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"), nullable=False
+        ),
         sa.Column("hint", sa.String(length=16), nullable=False),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("updated_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("updated_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credentials")),
         sa.UniqueConstraint("name", name=op.f("uq_credentials_name")),
     )
@@ -123,8 +122,8 @@ def upgrade() -> None:
         sa.Column("subject_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False),
         sa.Column("model_pattern", sa.String(length=200), nullable=False),
         sa.Column("provider_pattern", sa.String(length=64), nullable=False),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("updated_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("updated_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_grants")),
         sa.UniqueConstraint(
             "subject_type",
@@ -155,8 +154,8 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("updated_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("updated_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_models")),
         sa.UniqueConstraint("name", name=op.f("uq_models_name")),
     )
@@ -166,7 +165,7 @@ def upgrade() -> None:
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
         sa.Column("request_id", sa.String(length=64), nullable=False),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.Column("tenant_id", advanced_alchemy.types.guid.GUID(length=16), nullable=True),
         sa.Column("user_id", advanced_alchemy.types.guid.GUID(length=16), nullable=True),
         sa.Column("api_key_id", advanced_alchemy.types.guid.GUID(length=16), nullable=True),
@@ -183,15 +182,19 @@ def upgrade() -> None:
         sa.Column("completion_tokens", sa.Integer(), nullable=False),
         sa.Column("total_tokens", sa.Integer(), nullable=False),
         sa.Column("cost", portal.db.types.Money(precision=28, scale=12), nullable=False),
-        sa.Column("latency_ms", sa.Float(), nullable=False),
-        sa.Column("ttft_ms", sa.Float(), nullable=True),
+        sa.Column("latency_ms", sa.Double(), nullable=False),
+        sa.Column("ttft_ms", sa.Double(), nullable=True),
         sa.Column("stream", sa.Boolean(), nullable=False),
         sa.Column("cached", sa.Boolean(), nullable=False),
         sa.Column("estimated", sa.Boolean(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("client_ip", sa.String(length=64), nullable=True),
-        sa.Column("prompt", sa.String(length=10000), nullable=True),
-        sa.Column("response", sa.String(length=10000), nullable=True),
+        sa.Column(
+            "prompt", sa.String(length=10000).with_variant(mysql.TEXT(), "mysql", "mariadb"), nullable=True
+        ),
+        sa.Column(
+            "response", sa.String(length=10000).with_variant(mysql.TEXT(), "mysql", "mariadb"), nullable=True
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_request_logs")),
         sa.UniqueConstraint("request_id", name=op.f("uq_request_logs_request_id")),
     )
@@ -223,7 +226,7 @@ def upgrade() -> None:
         sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
         sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
         sa.Column("cost", portal.db.types.Money(precision=28, scale=12), nullable=False),
-        sa.Column("latency_ms_sum", sa.Float(), nullable=False),
+        sa.Column("latency_ms_sum", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_spend_daily")),
         sa.UniqueConstraint("bucket", name=op.f("uq_spend_daily_bucket")),
     )
@@ -252,8 +255,8 @@ def upgrade() -> None:
         sa.Column(
             "spend_total", portal.db.types.Money(precision=28, scale=12), server_default="0", nullable=False
         ),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("updated_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("updated_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),
         sa.UniqueConstraint("slug", name=op.f("uq_tenants_slug")),
     )
@@ -269,7 +272,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=True),
-        sa.Column("last_login_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
+        sa.Column("last_login_at", portal.db.types.DateTimeUTC(timezone=True), nullable=True),
         sa.Column(
             "metadata",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
@@ -281,8 +284,8 @@ def upgrade() -> None:
         sa.Column(
             "spend_total", portal.db.types.Money(precision=28, scale=12), server_default="0", nullable=False
         ),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("updated_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("updated_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
         sa.UniqueConstraint("external_id", name=op.f("uq_users_external_id")),
@@ -291,9 +294,11 @@ def upgrade() -> None:
         "web_sessions",
         sa.Column("key", sa.String(length=128), nullable=False),
         sa.Column("user_id", advanced_alchemy.types.guid.GUID(length=16), nullable=True),
-        sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("expires_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
+        sa.Column(
+            "data", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"), nullable=False
+        ),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("expires_at", portal.db.types.DateTimeUTC(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_web_sessions")),
     )
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
@@ -310,9 +315,9 @@ def upgrade() -> None:
         sa.Column("user_id", advanced_alchemy.types.guid.GUID(length=16), nullable=True),
         sa.Column("role", sa.String(length=16), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("expires_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
-        sa.Column("last_used_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
-        sa.Column("revoked_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
+        sa.Column("expires_at", portal.db.types.DateTimeUTC(timezone=True), nullable=True),
+        sa.Column("last_used_at", portal.db.types.DateTimeUTC(timezone=True), nullable=True),
+        sa.Column("revoked_at", portal.db.types.DateTimeUTC(timezone=True), nullable=True),
         sa.Column("replaced_by_id", advanced_alchemy.types.guid.GUID(length=16), nullable=True),
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("cache_enabled", sa.Boolean(), nullable=False),
@@ -328,8 +333,8 @@ def upgrade() -> None:
         sa.Column(
             "spend_total", portal.db.types.Money(precision=28, scale=12), server_default="0", nullable=False
         ),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("updated_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("updated_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["replaced_by_id"],
             ["api_keys.id"],
@@ -364,7 +369,7 @@ def upgrade() -> None:
         sa.Column("input_price_per_mtok", portal.db.types.Money(precision=28, scale=12), nullable=True),
         sa.Column("output_price_per_mtok", portal.db.types.Money(precision=28, scale=12), nullable=True),
         sa.Column("weight", sa.Integer(), nullable=False),
-        sa.Column("timeout_s", sa.Float(), nullable=False),
+        sa.Column("timeout_s", sa.Double(), nullable=False),
         sa.Column("max_retries", sa.Integer(), nullable=False),
         sa.Column("tenant_id", advanced_alchemy.types.guid.GUID(length=16), nullable=True),
         sa.Column("enabled", sa.Boolean(), nullable=False),
@@ -374,8 +379,8 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("updated_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("updated_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["credential_id"],
             ["credentials.id"],
@@ -400,8 +405,8 @@ def upgrade() -> None:
         sa.Column("tenant_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("source", sa.String(length=16), nullable=False),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("updated_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("updated_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_memberships_tenant_id_tenants"), ondelete="CASCADE"
         ),
@@ -425,8 +430,8 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("updated_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("updated_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_user_identities_user_id_users"), ondelete="CASCADE"
         ),
@@ -440,67 +445,20 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # ### commands auto generated by Alembic - please adjust! ###
-    with op.batch_alter_table("user_identities", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_user_identities_user_id"))
-
+    # Dropping a table drops its indexes; MySQL/MariaDB refuse to drop an index backing a foreign key.
     op.drop_table("user_identities")
-    with op.batch_alter_table("memberships", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_memberships_tenant_id"))
-
     op.drop_table("memberships")
-    with op.batch_alter_table("deployments", schema=None) as batch_op:
-        batch_op.drop_index("ix_deployments_model_id_tenant_id")
-
     op.drop_table("deployments")
-    with op.batch_alter_table("api_keys", schema=None) as batch_op:
-        batch_op.drop_index("ix_api_keys_user_id")
-        batch_op.drop_index("ix_api_keys_tenant_id_status")
-
     op.drop_table("api_keys")
-    with op.batch_alter_table("web_sessions", schema=None) as batch_op:
-        batch_op.drop_index("ix_web_sessions_user_id")
-        batch_op.drop_index("ix_web_sessions_expires_at")
-
     op.drop_table("web_sessions")
     op.drop_table("users")
-    with op.batch_alter_table("tenants", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_tenants_status"))
-
     op.drop_table("tenants")
-    with op.batch_alter_table("spend_daily", schema=None) as batch_op:
-        batch_op.drop_index("ix_spend_daily_day_tenant_id")
-        batch_op.drop_index("ix_spend_daily_day_model")
-        batch_op.drop_index("ix_spend_daily_day_api_key_id")
-
     op.drop_table("spend_daily")
-    with op.batch_alter_table("request_logs", schema=None) as batch_op:
-        batch_op.drop_index("ix_request_logs_tenant_id_created_at")
-        batch_op.drop_index("ix_request_logs_model_created_at")
-        batch_op.drop_index("ix_request_logs_created_at")
-        batch_op.drop_index("ix_request_logs_api_key_id_created_at")
-
     op.drop_table("request_logs")
     op.drop_table("models")
-    with op.batch_alter_table("grants", schema=None) as batch_op:
-        batch_op.drop_index("ix_grants_subject")
-
     op.drop_table("grants")
     op.drop_table("credentials")
-    with op.batch_alter_table("completion_cache", schema=None) as batch_op:
-        batch_op.drop_index("ix_completion_cache_expires_at")
-
     op.drop_table("completion_cache")
-    with op.batch_alter_table("budgets", schema=None) as batch_op:
-        batch_op.drop_index("ix_budgets_reset_at")
-
     op.drop_table("budgets")
-    with op.batch_alter_table("audit_events", schema=None) as batch_op:
-        batch_op.drop_index("ix_audit_events_tenant_id_created_at")
-        batch_op.drop_index("ix_audit_events_target")
-        batch_op.drop_index("ix_audit_events_created_at")
-        batch_op.drop_index("ix_audit_events_actor_id")
-        batch_op.drop_index("ix_audit_events_action_created_at")
-
     op.drop_table("audit_events")
     # ### end Alembic commands ###

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import advanced_alchemy.types.datetime
 import advanced_alchemy.types.guid
 import sqlalchemy as sa
 from alembic import context, op
+
+import portal.db.types
 
 revision: str = "0003"
 down_revision: str | None = "0001"
@@ -41,7 +42,7 @@ def upgrade() -> None:
         "leases",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("holder", sa.String(length=64), nullable=False),
-        sa.Column("expires_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("expires_at", portal.db.types.DateTimeUTC(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_leases")),
     )
     from portal.audit.chain import GENESIS
@@ -53,7 +54,7 @@ def upgrade() -> None:
 _EVENTS = sa.table(
     "audit_events",
     sa.column("id", sa.BigInteger()),
-    sa.column("created_at", advanced_alchemy.types.datetime.DateTimeUTC(timezone=True)),
+    sa.column("created_at", portal.db.types.DateTimeUTC(timezone=True)),
     sa.column("actor_type", sa.String()),
     sa.column("actor_id", sa.String()),
     sa.column("actor_label", sa.String()),

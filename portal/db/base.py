@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from uuid_utils.compat import uuid7
 
-from portal.db.types import GUID, DateTimeUTC, JsonB
+from portal.db.types import GUID, Blob, DateTimeUTC, Double, JsonB
 from portal.timeutil import utcnow
 
 __all__ = ["Base", "TimestampMixin", "UUIDPrimaryKey"]
@@ -31,6 +31,8 @@ _registry = create_registry(
         dt.datetime: DateTimeUTC(timezone=True),
         dict[str, Any]: JsonB,
         list[str]: JsonB,
+        float: Double(),
+        bytes: Blob,
     }
 )
 _registry.metadata = MetaData(naming_convention=NAMING_CONVENTION)

@@ -2,8 +2,9 @@
 
 The writer's transaction updates ``api_keys``, then ``tenants``, then ``users`` (each in id order),
 then ``budgets``. A transaction that deletes several of these rows must lock them in the same order,
-or PostgreSQL finds a deadlock and aborts one side; so deletions remove the keys first, in id order,
-then the tenant or user, and grants and budgets last. (SQLite locks the whole database: no issue.)
+or PostgreSQL (or InnoDB on MariaDB, whose cascades lock the child rows too) finds a deadlock and
+aborts one side; so deletions remove the keys first, in id order, then the tenant or user, and grants
+and budgets last. (SQLite locks the whole database: no issue.)
 """
 
 from __future__ import annotations

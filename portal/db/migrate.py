@@ -9,14 +9,45 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column
-from sqlalchemy.engine import Connection
+from sqlalchemy import Column, DateTime
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from portal.db.types import MYSQL_DIALECTS
 from portal.paths import MIGRATIONS_DIR
 
-__all__ = ["alembic_config", "compare_type", "current_revisions", "head_revisions", "upgrade"]
+__all__ = [
+    "MARIADB_COLLATION",
+    "MYSQL_COLLATION",
+    "alembic_config",
+    "compare_type",
+    "current_revisions",
+    "head_revisions",
+    "mysql_collation",
+    "prepare_database",
+    "upgrade",
+]
+
+MARIADB_COLLATION = "utf8mb4_nopad_bin"
+MYSQL_COLLATION = "utf8mb4_0900_bin"
+"""Strings compare and sort by code point on MariaDB/MySQL, as on PostgreSQL with the C collation: the
+server's default (``utf8mb4_general_ci`` on MariaDB) would make ``Team-A`` and ``team-a``, or ``e`` and
+``é``, the same slug, email or name; a PAD SPACE collation (``utf8mb4_bin``) would make ``a`` and
+``a `` the same."""
+
+
+def mysql_collation(dialect: Dialect) -> str:
+    """The collation portal's tables use on this MariaDB or MySQL server."""
+    return MARIADB_COLLATION if getattr(dialect, "is_mariadb", False) else MYSQL_COLLATION
+
+
+def prepare_database(connection: Connection) -> None:
+    """Before migrating: on MariaDB/MySQL make utf8mb4 with :func:`mysql_collation` the database's
+    default, so every table a migration creates (``alembic_version`` included) gets it."""
+    if connection.dialect.name in MYSQL_DIALECTS:
+        collation = mysql_collation(connection.dialect)
+        connection.exec_driver_sql(f"ALTER DATABASE CHARACTER SET utf8mb4 COLLATE {collation}")
 
 
 def _sqlite_affinity(declared: str) -> str:
@@ -43,14 +74,19 @@ def compare_type(
     """Alembic ``compare_type`` hook: compare portable types by what the database really stores.
 
     SQLite reflects any declared type by its affinity, so a column is unchanged when both affinities
-    agree; elsewhere Alembic's own comparison of the dialect-level type is used.
+    agree. On MariaDB/MySQL a ``DATETIME``'s fractional digits count too (Alembic ignores them, and a
+    bare ``DATETIME`` silently drops microseconds). Elsewhere Alembic's own comparison is used.
     """
     dialect = context.dialect
-    if dialect.name != "sqlite":
-        return None
     impl = metadata_type.dialect_impl(dialect)
     if isinstance(impl, TypeDecorator):
         impl = impl.load_dialect_impl(dialect)
+    if dialect.name in MYSQL_DIALECTS:
+        if isinstance(impl, DateTime) and isinstance(inspected_type, DateTime):
+            return getattr(impl, "fsp", None) != getattr(inspected_type, "fsp", None)
+        return None
+    if dialect.name != "sqlite":
+        return None
     declared = impl.compile(dialect=dialect)
     return _sqlite_affinity(declared) != _sqlite_affinity(inspected_type.compile(dialect=dialect))
 

@@ -90,7 +90,7 @@ async def set_budget(
     elif kind == BudgetKind.TOKENS and amount != amount.to_integral_value():
         fields["amount"] = "a whole number of tokens"
     elif amount > _SQLITE_MAX_AMOUNT and session.get_bind().dialect.name == "sqlite":
-        fields["amount"] = f"at most {_SQLITE_MAX_AMOUNT} on SQLite (use PostgreSQL for larger amounts)"
+        fields["amount"] = f"at most {_SQLITE_MAX_AMOUNT} on SQLite (PostgreSQL and MariaDB go higher)"
     try:
         period = validate_period(period)
     except InvalidPeriod as exc:

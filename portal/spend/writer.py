@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from sqlalchemy import case, insert, update
+from sqlalchemy import case, insert, literal, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -178,7 +178,8 @@ async def _add_spend(session: AsyncSession, records: list[CallRecord]) -> None:
         if amount:
             values["spend_total"] = model.spend_total + amount
         if model is ApiKey and subject in last_used:
-            seen = last_used[subject]
+            # typed as the column, so the time reaches every backend in UTC (MariaDB drops the zone)
+            seen = literal(last_used[subject], ApiKey.__table__.c.last_used_at.type)
             values["last_used_at"] = case(
                 (ApiKey.last_used_at.is_(None), seen),
                 (ApiKey.last_used_at < seen, seen),

@@ -24,7 +24,7 @@ from portal.db.models import TENANT_SCOPED_ROLES, AdminRole
 from portal.keys.service import create_key
 from portal.proxy.gateway import Gateway
 from portal.tenants.service import create_tenant
-from tests.conftest import REDIS_URL, make_settings
+from tests.conftest import make_settings, redis_url_for
 from tests.proxy.conftest import serve
 
 ACTOR = audit.Actor(type="test", label="api tests")
@@ -61,7 +61,7 @@ async def admin_api(
     settings = make_settings(
         database_url,
         master_key=MASTER_KEY,
-        redis_url=REDIS_URL if backend == "postgresql" else None,
+        redis_url=redis_url_for(backend),
     )
     async with running_admin_api(settings, sessions, "home") as api:
         yield api

@@ -259,3 +259,20 @@ async def test_limits_are_audited_enforced_and_capped_for_tenant_admins(
     async with admin_api.client("auditor") as auditor:
         assert (await auditor.get(f"/api/limits/key/{key_id}")).status_code == 200
         assert (await auditor.put(f"/api/limits/key/{key_id}", json={"rpm_limit": 1})).status_code == 403
+
+
+async def test_amount_above_the_backends_ceiling_is_refused(
+    admin_api: AdminApi, admin: httpx.AsyncClient, backend: str
+) -> None:
+    """Each backend's largest amount is stored exactly, and one above it is a 422, never a database
+    error (DECIMAL(28,12) on PostgreSQL and MariaDB, whose strict mode refuses an out-of-range value)."""
+    _, key_id, _ = await tenant_with_key(admin_api)
+    ceiling = Decimal("9223372") if backend == "sqlite" else Decimal("9999999999999999.999999999999")
+    at_ceiling = await admin.put(f"/api/budgets/key/{key_id}/usd", json={"amount": str(ceiling)})
+    assert at_ceiling.status_code == 200, at_ceiling.text
+    assert Decimal(at_ceiling.json()["amount"]) == ceiling
+    above = await admin.put(f"/api/budgets/key/{key_id}/usd", json={"amount": str(ceiling + 1)})
+    assert above.status_code == 422, above.text
+    assert "amount" in above.json()["errors"]
+    huge = await admin.put(f"/api/budgets/key/{key_id}/tokens", json={"amount": "1" + "0" * 30})
+    assert huge.status_code == 422, huge.text

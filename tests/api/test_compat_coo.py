@@ -37,7 +37,7 @@ from portal.db.models import ApiKey, AuditEvent, SubjectType
 from portal.grants.service import add_grant
 from portal.ops.config_export import REDACTED, redact
 from tests.api.conftest import AdminApi, running_admin_api
-from tests.conftest import REDIS_URL, TEST_SECRET, make_settings
+from tests.conftest import TEST_SECRET, make_settings, redis_url_for
 from tests.fakes.server import DEFAULT_TEXT, FakeUpstream
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds" / "coo"
@@ -103,7 +103,7 @@ async def coo(
         master_key=MASTER_KEY,
         models=_models(fake_openai_server, fake_anthropic_server, fake_gemini_server),
         api_keys=[{"key": STATIC_KEY, "allowed_providers": ["openai"]}],
-        redis_url=REDIS_URL if backend == "postgresql" else None,
+        redis_url=redis_url_for(backend),
     )
     async with running_admin_api(settings, sessions, "coo") as api:
         yield api

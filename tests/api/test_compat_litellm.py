@@ -47,7 +47,7 @@ from portal.db.models import (
 )
 from portal.keys.service import create_key
 from portal.tenants.service import create_tenant
-from tests.conftest import REDIS_URL, dispose_database, make_settings, new_database
+from tests.conftest import dispose_database, make_settings, new_database, redis_url_for
 from tests.fakes.server import FakeUpstream
 from tests.proxy.conftest import serve
 
@@ -182,7 +182,7 @@ async def lite(
         database_url,
         master_key=MASTER_KEY,
         models=_models(fake_anthropic_server, fake_openai_server),
-        redis_url=REDIS_URL if backend == "postgresql" else None,
+        redis_url=redis_url_for(backend),
     )
     engine = create_engine(settings)
     sessions = create_session_factory(engine)

@@ -34,7 +34,7 @@ from portal.db.models import TENANT_SCOPED_ROLES, AdminRole, ApiKey, AuditEvent,
 from portal.keys.secrets import display_prefix
 from portal.keys.service import create_key
 from portal.tenants.service import create_tenant
-from tests.conftest import REDIS_URL, TEST_SECRET, make_settings
+from tests.conftest import TEST_SECRET, make_settings, redis_url_for
 from tests.proxy.conftest import serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,9 +80,7 @@ class LlmServer:
 async def llm(
     backend: str, database_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[LlmServer]:
-    settings = make_settings(
-        database_url, models=MISTRAL, redis_url=REDIS_URL if backend == "postgresql" else None
-    )
+    settings = make_settings(database_url, models=MISTRAL, redis_url=redis_url_for(backend))
     app = create_app(settings)
     url, server, task = await serve(app)
     running = LlmServer(url=url, app=app, sessions=sessions, database_url=database_url)

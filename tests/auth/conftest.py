@@ -23,7 +23,7 @@ from portal import audit
 from portal.app import create_app
 from portal.auth.throttle import LoginThrottle
 from portal.tenants.service import create_tenant
-from tests.conftest import REDIS_URL, free_port, make_settings
+from tests.conftest import free_port, make_settings, redis_url_for
 from tests.fakes.ldap_fixture import Slapd
 from tests.fakes.oidc_fixture import RunningOidcProvider
 from tests.proxy.conftest import serve
@@ -93,7 +93,7 @@ async def sso(
         eng = await create_tenant(session, audit.Actor(type="test"), slug=slug)
     settings = make_settings(
         database_url,
-        redis_url=REDIS_URL if backend == "postgresql" else None,
+        redis_url=redis_url_for(backend),
         secure_cookies=False,
         oidc_providers=[msgspec.to_builtins(oidc_provider.provider_config())],
         ldap=msgspec.to_builtins(slapd.search_config()),

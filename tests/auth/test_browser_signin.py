@@ -16,9 +16,10 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.auth.conftest import BREAK_GLASS_ID, BREAK_GLASS_PASSWORD, Sso
+from tests.conftest import browser_backends
 from tests.e2e_support import DEFAULT_TIMEOUT_MS, launch_chromium, screenshot
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, browser_backends]
 
 expect.set_options(timeout=DEFAULT_TIMEOUT_MS)
 

@@ -19,7 +19,7 @@ from portal import audit
 from portal.app import create_app
 from portal.db.models import User
 from portal.tenants.service import create_tenant
-from tests.conftest import REDIS_URL, free_port, make_settings
+from tests.conftest import free_port, make_settings, redis_url_for
 from tests.e2e_support import launch_chromium
 from tests.fakes.oidc_fixture import RunningOidcProvider
 from tests.proxy.conftest import serve
@@ -58,7 +58,7 @@ async def flow(
     settings = make_settings(
         database_url,
         models=MODELS,
-        redis_url=REDIS_URL if backend == "postgresql" else None,
+        redis_url=redis_url_for(backend),
         secure_cookies=False,
         oidc_providers=[msgspec.to_builtins(oidc_provider.provider_config())],
         group_mappings=[{"group": "portal-admins", "role": "admin"}],

@@ -18,10 +18,11 @@ import pytest
 from openai import AsyncOpenAI, AuthenticationError
 from playwright.async_api import Browser, Page, expect
 
+from tests.conftest import browser_backends
 from tests.e2e.conftest import MEMBER_EMAIL, Flow
 from tests.e2e_support import DEFAULT_TIMEOUT_MS, screenshot
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, browser_backends]
 
 expect.set_options(timeout=DEFAULT_TIMEOUT_MS)
 SPEND_WAIT_S = 20

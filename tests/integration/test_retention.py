@@ -29,7 +29,7 @@ from portal.retention.runner import RetentionRunner
 from portal.retention.service import RetentionReport, run_retention
 from portal.tenants.service import create_tenant, update_tenant
 from portal.timeutil import utcnow
-from tests.conftest import REDIS_URL, make_settings
+from tests.conftest import REDIS_URL, make_settings, redis_url_for
 from tests.integration.conftest import FreshDb
 
 ACTOR = audit.Actor(type="test", label="retention tests")
@@ -241,7 +241,7 @@ async def test_a_pruned_chain_with_its_pruned_event_removed_fails_verify(
 
 async def test_only_one_instance_at_a_time(fresh: FreshDb, backend: str) -> None:
     await add_logs(fresh.sessions, 100)
-    redis = Redis.from_url(REDIS_URL) if backend == "postgresql" else None
+    redis = Redis.from_url(REDIS_URL) if redis_url_for(backend) else None
     try:
         name = f"t-{uuid.uuid4().hex[:8]}"
         guards = (

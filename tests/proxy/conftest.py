@@ -26,7 +26,7 @@ from portal.keys.service import create_key
 from portal.limits.budgets import set_budget
 from portal.proxy.gateway import Gateway
 from portal.tenants.service import create_tenant
-from tests.conftest import REDIS_URL, free_port, make_settings
+from tests.conftest import free_port, make_settings, redis_url_for
 from tests.fakes.server import FakeUpstream
 
 ACTOR = audit.Actor(type="test", label="proxy tests")
@@ -261,7 +261,7 @@ async def running(
     settings = make_settings(
         database_url,
         models=model_list(fake_openai_server, fake_anthropic_server, fake_gemini_server, fake_bedrock_server),
-        redis_url=REDIS_URL if backend == "postgresql" else None,
+        redis_url=redis_url_for(backend),
     )
     app = create_app(settings)
     url, server, task = await serve(app)

@@ -28,7 +28,7 @@ from portal.auth.sessions import COOKIE_NAME, SessionManager
 from portal.db.models import Membership, SubjectType, User
 from portal.grants.service import add_grant
 from portal.tenants.service import create_tenant
-from tests.conftest import REDIS_URL, make_settings
+from tests.conftest import make_settings, redis_url_for
 from tests.e2e_support import DEFAULT_TIMEOUT_MS, launch_chromium
 from tests.proxy.conftest import serve
 
@@ -110,7 +110,7 @@ async def ui(
         database_url,
         models=MODELS,
         secure_cookies=False,
-        redis_url=REDIS_URL if backend == "postgresql" else None,
+        redis_url=redis_url_for(backend),
     )
     app = create_app(settings)
     url, server, task = await serve(app)

@@ -17,6 +17,7 @@ from portal.db.models import Deployment, Grant, Model, SubjectType
 from portal.grants.service import add_grant
 from portal.keys.service import create_key
 from portal.tenants.service import create_tenant
+from tests.conftest import browser_backends
 from tests.e2e_support import screenshot
 from tests.web.conftest import Ui
 
@@ -330,6 +331,7 @@ async def test_tenant_admin_sees_only_its_tenant(ui: Ui) -> None:
         assert still is not None
 
 
+@browser_backends
 async def test_models_and_grants_in_chromium(ui: Ui, chromium: Browser) -> None:
     context, page = await ui.page(chromium, "admin")
     name = _name("browser-model")

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
+from tests.conftest import browser_backends
 from tests.web.conftest import Ui
 
 HX = {"HX-Request": "true"}
@@ -125,6 +126,7 @@ async def test_an_expired_form_through_htmx_is_a_message(ui: Ui) -> None:
         assert "Form expired" in refused.text
 
 
+@browser_backends
 async def test_a_refused_form_is_replaced_without_reloading_the_page(ui: Ui, chromium: Browser) -> None:
     context, page = await ui.page(chromium, "operator")
     try:

@@ -17,6 +17,7 @@ from playwright.async_api import Browser
 
 from portal import audit
 from portal.keys.service import create_key
+from tests.conftest import browser_backends
 from tests.e2e_support import screenshot
 from tests.web.conftest import Ui
 
@@ -238,6 +239,7 @@ async def test_detail_edit_block_rotate_and_try(ui: Ui) -> None:
             assert "revoked" in refused.text
 
 
+@browser_backends
 async def test_member_flow_in_chromium(ui: Ui, chromium: Browser) -> None:
     alias = f"browser-{uuid.uuid4().hex[:6]}"
     context, page = await ui.page(chromium, "member")

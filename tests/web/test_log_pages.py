@@ -16,6 +16,7 @@ from playwright.async_api import Browser, expect
 from portal import audit
 from portal.db.models import RequestLog
 from portal.timeutil import utcnow
+from tests.conftest import browser_backends
 from tests.e2e_support import screenshot
 from tests.web.conftest import Ui
 
@@ -229,6 +230,7 @@ async def test_audit_is_refused_without_audit_read(ui: Ui) -> None:
                 assert response.status_code == 403, (kind, url)
 
 
+@browser_backends
 async def test_logs_and_audit_in_chromium(ui: Ui, chromium: Browser) -> None:
     model = f"m-{uuid.uuid4().hex[:8]}"
     now = utcnow()

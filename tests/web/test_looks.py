@@ -13,10 +13,11 @@ from playwright.async_api import Browser, Page, expect
 from portal import audit
 from portal.catalog.credentials import create_credential
 from portal.keys.service import create_key
+from tests.conftest import browser_backends
 from tests.e2e_support import DEFAULT_TIMEOUT_MS, screenshot
 from tests.web.conftest import Ui
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, browser_backends]
 
 STAFF_PAGES = {
     "dashboard": "/dashboard",

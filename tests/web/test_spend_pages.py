@@ -20,6 +20,7 @@ from portal import audit
 from portal.db.models import Budget, RequestLog, SpendDaily, SubjectType
 from portal.tenants.service import create_tenant
 from portal.timeutil import utcnow
+from tests.conftest import browser_backends
 from tests.e2e_support import screenshot
 from tests.web.conftest import Ui
 
@@ -222,6 +223,7 @@ async def test_dashboard_numbers(ui: Ui) -> None:
         assert 'id="dash-top-key"' in everyone.text
 
 
+@browser_backends
 async def test_pages_draw_charts_in_chromium(ui: Ui, chromium: Browser) -> None:
     tenant_id, spend_slug = await fresh_tenant(ui, "chart")
     await seed(ui, uuid.uuid4().hex[:6], tenant_id)

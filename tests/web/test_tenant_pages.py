@@ -12,6 +12,7 @@ from sqlalchemy import select
 from portal import audit
 from portal.db.models import Budget, Membership, SubjectType, Tenant, User
 from portal.tenants.service import create_tenant
+from tests.conftest import browser_backends
 from tests.e2e_support import screenshot
 from tests.web.conftest import Ui
 
@@ -246,6 +247,7 @@ async def test_members_see_only_their_tenant(ui: Ui) -> None:
     assert tenant.status == "active"
 
 
+@browser_backends
 async def test_create_a_tenant_in_chromium(ui: Ui, chromium: Browser) -> None:
     slug = _slug("pw")
     context, page = await ui.page(chromium, "operator")

@@ -7,11 +7,11 @@ import uuid
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import Float, Index, String, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import Base, TimestampMixin, UUIDPrimaryKey
-from portal.db.types import GUID, DateTimeUTC, Money
+from portal.db.types import GUID, DateTimeUTC, Double, Money
 
 __all__ = ["Budget", "BudgetKind", "BudgetPeriodAlignment", "SubjectType"]
 
@@ -59,6 +59,6 @@ class Budget(UUIDPrimaryKey, TimestampMixin, Base):
     used: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     period_started_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     reset_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
-    soft_threshold: Mapped[float | None] = mapped_column(Float, default=None)
+    soft_threshold: Mapped[float | None] = mapped_column(Double, default=None)
     soft_notified_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     webhook_url: Mapped[str | None] = mapped_column(String(500), default=None)

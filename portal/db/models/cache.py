@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Index, Integer, LargeBinary, String
+from sqlalchemy import Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import Base
-from portal.db.types import DateTimeUTC
+from portal.db.types import Blob, DateTimeUTC
 
 __all__ = ["CompletionCacheEntry"]
 
@@ -21,7 +21,7 @@ class CompletionCacheEntry(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     model: Mapped[str] = mapped_column(String(200))
-    response: Mapped[bytes] = mapped_column(LargeBinary)
+    response: Mapped[bytes] = mapped_column(Blob)
     created_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
     expires_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
     hits: Mapped[int] = mapped_column(Integer, default=0)

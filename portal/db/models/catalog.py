@@ -7,11 +7,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import Base, TimestampMixin, UUIDPrimaryKey
-from portal.db.types import GUID, JsonB, Money
+from portal.db.types import GUID, Blob, Double, JsonB, Money
 
 __all__ = ["Credential", "Deployment", "Model", "Provider"]
 
@@ -50,7 +50,7 @@ class Credential(UUIDPrimaryKey, TimestampMixin, Base):
 
     name: Mapped[str] = mapped_column(String(200), unique=True)
     provider: Mapped[str] = mapped_column(String(32))
-    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(Blob)
     hint: Mapped[str] = mapped_column(String(16), default="")
 
 
@@ -79,7 +79,7 @@ class Deployment(UUIDPrimaryKey, TimestampMixin, Base):
     input_price_per_mtok: Mapped[Decimal | None] = mapped_column(Money, default=None)
     output_price_per_mtok: Mapped[Decimal | None] = mapped_column(Money, default=None)
     weight: Mapped[int] = mapped_column(Integer, default=1)
-    timeout_s: Mapped[float] = mapped_column(Float, default=600.0)
+    timeout_s: Mapped[float] = mapped_column(Double, default=600.0)
     max_retries: Mapped[int] = mapped_column(Integer, default=2)
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(
         GUID, ForeignKey("tenants.id", ondelete="CASCADE"), default=None

@@ -6,11 +6,11 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import Base
-from portal.db.types import GUID, DateTimeUTC, Money
+from portal.db.types import GUID, DateTimeUTC, Double, Money, long_string
 
 __all__ = ["RequestLog", "SpendDaily"]
 
@@ -47,15 +47,15 @@ class RequestLog(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     total_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
-    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
-    ttft_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    latency_ms: Mapped[float] = mapped_column(Double, default=0.0)
+    ttft_ms: Mapped[float | None] = mapped_column(Double, default=None)
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     client_ip: Mapped[str | None] = mapped_column(String(64), default=None)
-    prompt: Mapped[str | None] = mapped_column(String(10000), default=None)
-    response: Mapped[str | None] = mapped_column(String(10000), default=None)
+    prompt: Mapped[str | None] = mapped_column(long_string(10000), default=None)
+    response: Mapped[str | None] = mapped_column(long_string(10000), default=None)
 
 
 class SpendDaily(Base):
@@ -84,4 +84,4 @@ class SpendDaily(Base):
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
-    latency_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms_sum: Mapped[float] = mapped_column(Double, default=0.0)

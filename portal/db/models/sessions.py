@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import Index, LargeBinary, String
+from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import Base
-from portal.db.types import GUID, DateTimeUTC
+from portal.db.types import GUID, Blob, DateTimeUTC
 
 __all__ = ["WebSession"]
 
@@ -25,6 +25,6 @@ class WebSession(Base):
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     user_id: Mapped[uuid.UUID | None] = mapped_column(GUID, default=None)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    data: Mapped[bytes] = mapped_column(Blob)
     created_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
