@@ -53,7 +53,12 @@ def _migrate(settings: Settings) -> None:
 
 
 def _serve(settings: Settings) -> None:
-    """Run uvicorn; with ``admin_listen``, one server on two sockets (the app tells the doors apart)."""
+    """Run uvicorn; with ``admin_listen``, one server on two sockets (the app tells the doors apart).
+
+    HTTPS on both listeners when ``tls_cert_file``/``tls_key_file`` are set. On SIGTERM uvicorn stops
+    accepting, lets in-flight requests (streams included) finish for up to ``shutdown_grace_s``, then
+    runs the app's shutdown, which flushes the spend writer.
+    """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -67,8 +72,11 @@ def _serve(settings: Settings) -> None:
         "proxy_headers": True,
         "server_header": False,
         "access_log": False,
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
+        "ssl_certfile": settings.tls_cert_file,
+        "ssl_keyfile": settings.tls_key_file,
     }
+    scheme = "https" if settings.tls else "http"
     if not settings.admin_listen:
         uvicorn.run("portal.app:create_app_from_env", host=settings.host, port=settings.port, **options)
         return
@@ -81,8 +89,8 @@ def _serve(settings: Settings) -> None:
         uvicorn.Config("portal.app:create_app_from_env", host=admin_host, port=admin_port).bind_socket(),
     ]
     click.echo(
-        f"portal: public listener http://{settings.host}:{settings.port} (/v1 and health only), "
-        f"admin listener http://{admin_host}:{admin_port}",
+        f"portal: public listener {scheme}://{settings.host}:{settings.port} (/v1 and health only), "
+        f"admin listener {scheme}://{admin_host}:{admin_port}",
         err=True,
     )
     if settings.workers > 1:
