@@ -86,7 +86,14 @@ def _serve(settings: Settings) -> None:
     )
     sockets = [
         config.bind_socket(),
-        uvicorn.Config("portal.app:create_app_from_env", host=admin_host, port=admin_port).bind_socket(),
+        # Same logging options: every Config re-applies uvicorn's logging setup.
+        uvicorn.Config(
+            "portal.app:create_app_from_env",
+            host=admin_host,
+            port=admin_port,
+            log_level=options["log_level"],
+            access_log=False,
+        ).bind_socket(),
     ]
     click.echo(
         f"portal: public listener {scheme}://{settings.host}:{settings.port} (/v1 and health only), "
