@@ -4,6 +4,8 @@ waited for until ``/readyz`` answers, stopped with SIGTERM (as Docker and Kubern
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -138,3 +140,35 @@ def start_portal(
     proc.kill()
     proc.wait(timeout=10)
     raise AssertionError(f"portal did not become ready ({last}):\n{running.output()}")
+
+
+def nginx_test_copy(tmp_path: Path, replace: dict[str, str] | None = None) -> Path:
+    """A runnable copy of deploy/nginx/portal.conf: a main config around it with paths in ``tmp_path``;
+    ``replace`` rewrites directives (``"server portal-1:8000 "`` -> ``"server 127.0.0.1:PORT "``,
+    ``"listen 80;"`` -> ...); compose host names left are replaced by 127.0.0.1 (``nginx -t`` resolves
+    them)."""
+    conf = (ROOT / "deploy" / "nginx" / "portal.conf").read_text()
+    for old, new in (replace or {}).items():
+        assert old in conf, old
+        conf = conf.replace(old, new)
+    conf = re.sub(r"server portal-\d+:(\d+) ", r"server 127.0.0.1:\1 ", conf)
+    (tmp_path / "portal.conf").write_text(conf)
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid;\n"
+        f"error_log {tmp_path}/error.log;\n"
+        "events {}\n"
+        "http {\n"
+        "  access_log off;\n"
+        f"  client_body_temp_path {tmp_path}/body;\n"
+        f"  proxy_temp_path {tmp_path}/proxy;\n"
+        f"  include {tmp_path}/portal.conf;\n"
+        "}\n"
+    )
+    return main
+
+
+def nginx_binary() -> str:
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    assert binary, "nginx is missing: run tests/bootstrap.sh (Debian package nginx)"
+    return binary

@@ -5,7 +5,6 @@ loader, and the nginx config checked by Debian's ``nginx -t``."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from portal.config import load_settings
+from tests.deploy.processes import nginx_binary, nginx_test_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -133,35 +133,6 @@ def test_only_nginx_faces_the_outside(compose: dict[str, Any]) -> None:
             if name == "nginx" and port == "8080:80":
                 continue
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
-
-
-def nginx_test_copy(tmp_path: Path, upstreams: dict[str, str] | None = None) -> Path:
-    """A runnable copy of deploy/nginx/portal.conf: a main config around it with paths in ``tmp_path``,
-    the compose host names replaced (``upstreams``: "portal-1:8000" -> "127.0.0.1:PORT")."""
-    conf = (DEPLOY / "nginx" / "portal.conf").read_text()
-    for old, new in (upstreams or {}).items():
-        conf = conf.replace(f"server {old} ", f"server {new} ")
-    conf = re.sub(r"server portal-\d+:(\d+) ", r"server 127.0.0.1:\1 ", conf)
-    (tmp_path / "portal.conf").write_text(conf)
-    main = tmp_path / "nginx.conf"
-    main.write_text(
-        f"pid {tmp_path}/nginx.pid;\n"
-        f"error_log {tmp_path}/error.log;\n"
-        "events {}\n"
-        "http {\n"
-        "  access_log off;\n"
-        f"  client_body_temp_path {tmp_path}/body;\n"
-        f"  proxy_temp_path {tmp_path}/proxy;\n"
-        f"  include {tmp_path}/portal.conf;\n"
-        "}\n"
-    )
-    return main
-
-
-def nginx_binary() -> str:
-    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    assert binary, "nginx is missing: run tests/bootstrap.sh (Debian package nginx)"
-    return binary
 
 
 def test_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
