@@ -148,6 +148,13 @@ def test_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
     assert "test is successful" in result.stderr
 
 
+def test_nginx_image_knows_the_resolve_flag(compose: dict[str, Any]) -> None:
+    """``server ... resolve`` (re-resolving recreated instances) is in open-source nginx since 1.27.3;
+    the 1.28 stable line has it."""
+    version = compose["services"]["nginx"]["image"].split(":")[1].split("-")[0]
+    assert tuple(map(int, version.split("."))) >= (1, 28), version
+
+
 def test_nginx_streams_and_forwards_the_client_address() -> None:
     conf = (DEPLOY / "nginx" / "portal.conf").read_text()
     directives = {line.strip().rstrip(";") for line in conf.splitlines() if not line.strip().startswith("#")}
@@ -161,7 +168,9 @@ def test_nginx_streams_and_forwards_the_client_address() -> None:
     assert "proxy_next_upstream error timeout" in directives
     upstream = re.search(r"upstream portal_public \{(.*?)\}", conf, re.S)
     assert upstream is not None
-    assert re.findall(r"server (portal-\d):8000 max_fails=\d+ fail_timeout=\d+s", upstream.group(1)) == [
+    assert re.findall(
+        r"server (portal-\d):8000 max_fails=\d+ fail_timeout=\d+s resolve;", upstream.group(1)
+    ) == [
         "portal-1",
         "portal-2",
     ]
