@@ -93,7 +93,7 @@ async def test_sigterm_lets_calls_in_flight_finish_and_records_them(
 ) -> None:
     key = f"sk-graceful-{uuid.uuid4().hex}"
     fake_openai.default = Behaviour(
-        delay=1.5, chunks=6, chunk_delay=0.3, prompt_tokens=PROMPT, completion_tokens=COMPLETION
+        delay=3.0, chunks=6, chunk_delay=0.3, prompt_tokens=PROMPT, completion_tokens=COMPLETION
     )
     running = _start(tmp_path, database_url, fake_openai, key, grace_s=20)
     plain_id, stream_id = f"graceful-plain-{uuid.uuid4().hex}", f"graceful-stream-{uuid.uuid4().hex}"
@@ -114,7 +114,7 @@ async def test_sigterm_lets_calls_in_flight_finish_and_records_them(
             return False
 
         while not await refused():
-            assert time.monotonic() - sent_at < 1.2, "still accepting connections after SIGTERM"
+            assert time.monotonic() - sent_at < 2.5, "still accepting connections after SIGTERM"
             await asyncio.sleep(0.05)
         assert not plain.done()
         assert not stream.done()

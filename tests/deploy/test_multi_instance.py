@@ -340,7 +340,7 @@ async def test_stopping_one_instance_mid_load_loses_and_doubles_nothing(
     assert in_flight, "no call was in flight on the stopped instance"
     assert load.retried > 0
     assert len(load.answers) == 240
-    assert all(a.instance == 1 for a in load.answers if a.started > signalled + 1.0)
+    assert all(a.instance == 1 for a in load.answers if a.started > signalled + 3.0)
     # Stop the other one too, so its writer flushes, and compare everything answered so far.
     code = await asyncio.to_thread(other.stop, 60)
     assert other.stopped_gracefully(code), other.output()
