@@ -370,11 +370,11 @@ class ProxyApp:
             body = error_body(f"internal error; request id {request_id}", "internal_error")
             with contextlib.suppress(Exception):
                 await _send_json(send, 500, body, headers)
-        except asyncio.CancelledError as exc:  # the server's shutdown grace period ran out
+        except asyncio.CancelledError as exc:  # uvicorn: the shutdown grace period ran out
             cut = exc
             record.status_code = 503
-            record.error_type = "server_shutdown"
-            record.error_message = "the call was cut: the server's shutdown grace period ran out"
+            record.error_type = "cancelled"
+            record.error_message = "the server cancelled the call (its shutdown grace period ran out?)"
         if record.latency_ms == 0.0:
             record.latency_ms = (time.perf_counter() - started) * 1000
         gateway.writer.submit(record)

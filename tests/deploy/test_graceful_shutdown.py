@@ -181,6 +181,6 @@ async def test_calls_beyond_the_grace_period_are_cut_and_still_recorded(
     assert running.spilled() == []
     (row,) = await _rows(sessions, [stream_id])
     assert row.stream
-    assert (row.status_code, row.error_type) == (503, "server_shutdown")
+    assert (row.status_code, row.error_type) == (503, "cancelled")
     assert 0 < row.completion_tokens < 40, "billed what was delivered before the cut"
     assert row.cost > 0
