@@ -172,8 +172,9 @@ async def _call(
     request = http.build_request("POST", f"{url}/v1/chat/completions", json=body, headers=headers)
     try:
         response = await http.send(request, stream=True)
-    except (httpx.ConnectError, httpx.RemoteProtocolError):
-        # Refused, or a kept-alive connection the stopping server closed before reading the request.
+    except (httpx.NetworkError, httpx.RemoteProtocolError):
+        # Refused, or a kept-alive connection the stopping server closed (reset) before it read the
+        # request: nothing was processed, so retrying is safe (the database check proves it).
         return None
     try:
         assert response.status_code == 200, (response.status_code, await response.aread())
