@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from portal.config import load_settings
+from portal.config import ConfigError, load_settings
 from tests.deploy.processes import nginx_binary, nginx_test_copy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,16 +107,27 @@ def test_the_portal_environment_is_accepted_by_the_settings_loader(
     compose: dict[str, Any], env_example: dict[str, str]
 ) -> None:
     """What an instance sees (.env.example + compose's environment) passes portal's own validation."""
+    filled = {**env_example, "PORTAL_SECRET_KEY": "s" * 48, "POSTGRES_PASSWORD": "pw"}
     service = compose["services"]["portal-1"]
-    env = {name: value for name, value in env_example.items() if name.startswith("PORTAL_")}
-    env |= {name: interpolate(str(value), env_example) for name, value in service["environment"].items()}
+    env = {name: value for name, value in filled.items() if name.startswith("PORTAL_")}
+    env |= {name: interpolate(str(value), filled) for name, value in service["environment"].items()}
     mounted = {v.split(":")[1]: DEPLOY / v.split(":")[0] for v in service["volumes"]}
     env["PORTAL_CONFIG"] = str(mounted[env["PORTAL_CONFIG"]])
     settings = load_settings({k: v for k, v in env.items() if k.startswith("PORTAL_")})
     assert settings.database_dialect == "postgresql"
     assert settings.admin_listen == "0.0.0.0:8001"
     assert [m.name for m in settings.models] == ["mock-model"]
-    assert len(env_example["PORTAL_SECRET_KEY"]) >= 32
+
+
+def test_the_example_secrets_must_be_filled_in(compose: dict[str, Any], env_example: dict[str, str]) -> None:
+    """An unedited .env.example starts nothing: portal refuses an empty secret key, compose an empty
+    database or Grafana password (``${NAME:?message}``)."""
+    assert env_example["PORTAL_SECRET_KEY"] == ""
+    with pytest.raises(ConfigError, match="PORTAL_SECRET_KEY is not set"):
+        load_settings({"PORTAL_SECRET_KEY": env_example["PORTAL_SECRET_KEY"]})
+    for name, where in (("POSTGRES_PASSWORD", "postgres"), ("GRAFANA_ADMIN_PASSWORD", "grafana")):
+        assert env_example[name] == ""
+        assert f"${{{name}:?" in yaml.safe_dump(compose["services"][where]["environment"]), name
 
 
 def test_mounted_files_exist(compose: dict[str, Any]) -> None:
