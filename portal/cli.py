@@ -55,11 +55,16 @@ def _migrate(settings: Settings) -> None:
 
 
 def _serve(settings: Settings) -> None:
-    """Run uvicorn; with ``admin_listen``, one server on two sockets (the app tells the doors apart)."""
+    """Run uvicorn; with ``admin_listen``, one server on two sockets (the app tells the doors apart).
+
+    HTTPS on both listeners when ``tls_cert_file``/``tls_key_file`` are set. On SIGTERM uvicorn stops
+    accepting, lets in-flight requests (streams included) finish for up to ``shutdown_grace_s``, then
+    runs the app's shutdown, which flushes the spend writer.
+    """
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
     from portal.config import parse_listen
+    from portal.supervisor import Supervisor
 
     os.environ.update({"PORTAL_HOST": settings.host, "PORTAL_PORT": str(settings.port)})
     options: dict[str, Any] = {
@@ -69,26 +74,31 @@ def _serve(settings: Settings) -> None:
         "proxy_headers": True,
         "server_header": False,
         "access_log": False,
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
+        "ssl_certfile": settings.tls_cert_file,
+        "ssl_keyfile": settings.tls_key_file,
     }
-    if not settings.admin_listen:
-        uvicorn.run("portal.app:create_app_from_env", host=settings.host, port=settings.port, **options)
+    app = "portal.app:create_app_from_env"
+    if not settings.admin_listen and settings.workers == 1:
+        uvicorn.run(app, host=settings.host, port=settings.port, **options)
         return
-    admin_host, admin_port = parse_listen(settings.admin_listen)
-    config = uvicorn.Config(
-        "portal.app:create_app_from_env", host=settings.host, port=settings.port, **options
-    )
-    sockets = [
-        config.bind_socket(),
-        uvicorn.Config("portal.app:create_app_from_env", host=admin_host, port=admin_port).bind_socket(),
-    ]
-    click.echo(
-        f"portal: public listener http://{settings.host}:{settings.port} (/v1 and health only), "
-        f"admin listener http://{admin_host}:{admin_port}",
-        err=True,
-    )
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, **options)
+    sockets = [config.bind_socket()]
+    if settings.admin_listen:
+        scheme = "https" if settings.tls else "http"
+        admin_host, admin_port = parse_listen(settings.admin_listen)
+        # Same logging options: every Config re-applies uvicorn's logging setup.
+        admin = uvicorn.Config(
+            app, host=admin_host, port=admin_port, log_level=options["log_level"], access_log=False
+        )
+        sockets.append(admin.bind_socket())
+        click.echo(
+            f"portal: public listener {scheme}://{settings.host}:{settings.port} (/v1 and health only), "
+            f"admin listener {scheme}://{admin_host}:{admin_port}",
+            err=True,
+        )
     if settings.workers > 1:
-        Multiprocess(config, sockets=sockets).run()
+        Supervisor(config, sockets=sockets).run()
     else:
         uvicorn.Server(config).run(sockets=sockets)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -212,6 +213,16 @@ class Settings(_Strict, frozen=True):
     """Write each batch as gzipped JSON lines here before deleting it (none: no archive)."""
     retention_interval_s: float = 3600.0
     """How often each instance runs retention (one instance at a time does the work)."""
+    tls_cert_file: str | None = None
+    """PEM certificate (chain) served on the main and admin listeners; HTTPS when set with the key."""
+    tls_key_file: str | None = None
+    shutdown_grace_s: float = 30.0
+    """On SIGTERM, how long in-flight requests (streams included) may run before they are cut."""
+
+    @property
+    def tls(self) -> bool:
+        """Whether ``portal serve`` speaks HTTPS."""
+        return self.tls_cert_file is not None and self.tls_key_file is not None
 
     @property
     def async_database_url(self) -> str:
@@ -353,6 +364,9 @@ def _validate(settings: Settings, problems: list[str]) -> None:
                     f"PORTAL_ADMIN_LISTEN uses port {admin_port}, the public port: "
                     "give the admin listener its own port"
                 )
+    if settings.shutdown_grace_s < 0:
+        problems.append("PORTAL_SHUTDOWN_GRACE_S must not be negative")
+    _validate_tls(settings, problems)
     if settings.log_level.lower() not in {"debug", "info", "warning", "error", "critical"}:
         problems.append(f"PORTAL_LOG_LEVEL {settings.log_level!r} is not one of debug, info, warning, error")
     names = [m.name for m in settings.models]
@@ -382,6 +396,36 @@ def _validate_retention(settings: Settings, problems: list[str]) -> None:
         problems.append("PORTAL_RETENTION_BATCH_SIZE must be between 1 and 20000")
     if settings.retention_interval_s < 1:
         problems.append("PORTAL_RETENTION_INTERVAL_S must be at least 1 second")
+
+
+def _no_passphrase() -> bytes:
+    return b""  # an encrypted key fails here instead of prompting on a terminal nobody watches
+
+
+def _validate_tls(settings: Settings, problems: list[str]) -> None:
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if (cert is None) != (key is None):
+        problems.append("PORTAL_TLS_CERT_FILE and PORTAL_TLS_KEY_FILE go together: set both or neither")
+        return
+    if cert is None or key is None:
+        return
+    unreadable = False
+    for name, path in (("PORTAL_TLS_CERT_FILE", cert), ("PORTAL_TLS_KEY_FILE", key)):
+        file = Path(path).expanduser()
+        if not file.is_file() or not os.access(file, os.R_OK):
+            problems.append(f"{name}: {path!r} is not a readable file")
+            unreadable = True
+    if unreadable:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            Path(cert).expanduser(), Path(key).expanduser(), password=_no_passphrase
+        )
+    except (ssl.SSLError, ValueError) as exc:
+        problems.append(
+            f"PORTAL_TLS_CERT_FILE / PORTAL_TLS_KEY_FILE: {cert!r} and {key!r} are not a PEM certificate "
+            f"and its matching unencrypted private key ({exc})"
+        )
 
 
 def _validate_auth(settings: Settings, problems: list[str]) -> None:

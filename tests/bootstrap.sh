@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Prepares a fresh machine for the test suite; idempotent, quick when everything is already there.
-# Installs the Debian packages the tests drive (curl, jq, slapd, chromium, node, MariaDB), uv and the
-# locked Python dependencies, and makes sure the real PostgreSQL, MariaDB and Redis that the tests talk
-# to are running on 127.0.0.1 (see ../shared/design/TESTING.md).
+# Installs the Debian packages the tests drive (curl, jq, slapd, chromium, node, MariaDB, promtool,
+# nginx), uv and the locked Python dependencies, and makes sure the real PostgreSQL, MariaDB and Redis
+# that the tests talk to are running on 127.0.0.1 (see ../shared/design/TESTING.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive for real: curl and jq (the seeds' own scripts), slapd and
 # ldap-utils (a real LDAP directory), chromium (Playwright's browser; never `playwright install`),
-# nodejs and npm (the real OIDC provider, npm `oidc-provider`), MariaDB (the third database backend).
+# nodejs and npm (the real OIDC provider, npm `oidc-provider`), MariaDB (the third database backend),
+# promtool (package prometheus; checks and unit-tests deploy/'s Prometheus config and alert rules) and
+# nginx (runs deploy/'s load-balancer config); the tests start neither as a service.
 missing=()
 for pair in curl:curl jq:jq slapd:slapd ldapadd:ldap-utils chromium:chromium node:nodejs npm:npm \
-  mariadbd:mariadb-server mysqladmin:mariadb-client; do
+  mariadbd:mariadb-server mysqladmin:mariadb-client promtool:prometheus nginx:nginx; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair##*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

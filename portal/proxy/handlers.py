@@ -349,6 +349,7 @@ class ProxyApp:
         record = CallRecord(request_id=request_id, created_at=utcnow(), status_code=200, client_ip=client_ip)
         started = time.perf_counter()
         call: _Call | None = None
+        cut: asyncio.CancelledError | None = None
         try:
             principal = await _authenticate(gateway, key, record)
             call = _Call(gateway, principal, receive, send, record, headers, started)
@@ -369,6 +370,11 @@ class ProxyApp:
             body = error_body(f"internal error; request id {request_id}", "internal_error")
             with contextlib.suppress(Exception):
                 await _send_json(send, 500, body, headers)
+        except asyncio.CancelledError as exc:  # uvicorn: the shutdown grace period ran out
+            cut = exc
+            record.status_code = 503
+            record.error_type = "cancelled"
+            record.error_message = "the server cancelled the call (its shutdown grace period ran out?)"
         if record.latency_ms == 0.0:
             record.latency_ms = (time.perf_counter() - started) * 1000
         gateway.writer.submit(record)
@@ -376,6 +382,8 @@ class ProxyApp:
             await gateway.limiter.settle(
                 call.ticket, record.cost, record.prompt_tokens + record.completion_tokens
             )
+        if cut is not None:
+            raise cut
 
     async def _chat(self, call: _Call) -> None:
         body = await call.body(("model", "messages"))
@@ -506,7 +514,11 @@ async def _stream(call: _Call, body: dict[str, Any]) -> None:
             ],
         }
     )
-    outcome = await _pump(stream, call.send, call.receive, call.record, call.started)
+    cut: asyncio.CancelledError | None = None
+    try:
+        outcome = await _pump(stream, call.send, call.receive, call.record, call.started)
+    except asyncio.CancelledError as exc:  # cut by the shutdown: bill what was delivered, then stop
+        outcome, cut = "cut", exc
     usage = stream.usage
     if outcome != "done" or usage is None or (usage.completion_tokens == 0 and stream.delivered_chars > 0):
         prompt = (
@@ -516,6 +528,8 @@ async def _stream(call: _Call, body: dict[str, Any]) -> None:
             prompt_tokens=prompt, completion_tokens=math.ceil(stream.delivered_chars / 4), estimated=True
         )
     call.bill(deployment, usage)
+    if cut is not None:
+        raise cut
 
 
 async def _pump(
@@ -564,7 +578,10 @@ async def _pump(
     finally:
         watch_task.cancel()
         if not relay_task.done():
+            # Cancelled from outside (e.g. the shutdown grace period ran out): the relay must stop
+            # iterating the upstream stream before it can be closed.
             relay_task.cancel()
+            await asyncio.gather(relay_task, return_exceptions=True)
         await stream.aclose()
     if outcome == "disconnected":
         record.status_code = 499
