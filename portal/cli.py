@@ -22,7 +22,7 @@ from portal.config import ConfigError, Settings, load_settings
 __all__ = ["main"]
 
 T = TypeVar("T")
-_REDACTED = {"secret_key", "master_key"}
+_REDACTED = {"secret_key", "master_key", "metrics_token"}
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -53,17 +53,30 @@ def _migrate(settings: Settings) -> None:
 
 
 def _serve(settings: Settings) -> None:
+    """Run uvicorn (with Prometheus multiprocess mode set up for several workers)."""
+    from portal.ops import multiproc
+
+    created = multiproc.prepare(settings.workers)
+    try:
+        _run_uvicorn(settings)
+    finally:
+        multiproc.cleanup(created)
+
+
+def _run_uvicorn(settings: Settings) -> None:
     """Run uvicorn; with ``admin_listen``, one server on two sockets (the app tells the doors apart)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     from portal.config import parse_listen
+    from portal.ops.logs import logging_config
 
     os.environ.update({"PORTAL_HOST": settings.host, "PORTAL_PORT": str(settings.port)})
     options: dict[str, Any] = {
         "factory": True,
         "workers": settings.workers,
         "log_level": settings.log_level.lower(),
+        "log_config": logging_config(settings.log_level, settings.log_format),
         "proxy_headers": True,
         "server_header": False,
         "access_log": False,
@@ -78,7 +91,12 @@ def _serve(settings: Settings) -> None:
     )
     sockets = [
         config.bind_socket(),
-        uvicorn.Config("portal.app:create_app_from_env", host=admin_host, port=admin_port).bind_socket(),
+        uvicorn.Config(
+            "portal.app:create_app_from_env",
+            host=admin_host,
+            port=admin_port,
+            log_config=options["log_config"],
+        ).bind_socket(),
     ]
     click.echo(
         f"portal: public listener http://{settings.host}:{settings.port} (/v1 and health only), "
@@ -161,6 +179,7 @@ def demo(host: str, port: int, data_dir: str | None, no_serve: bool) -> None:
         "PORTAL_SECRET_KEY": os.environ.get("PORTAL_SECRET_KEY") or demo_secret_key(directory),
         "PORTAL_MASTER_KEY": os.environ.get("PORTAL_MASTER_KEY") or DEMO_MASTER_KEY,
         "PORTAL_SECURE_COOKIES": "false",
+        "PORTAL_LOG_FORMAT": os.environ.get("PORTAL_LOG_FORMAT", "text"),
     }
     os.environ.update(env)
     settings = _settings(host=host, port=port)

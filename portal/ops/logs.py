@@ -1,0 +1,113 @@
+"""Logging: JSON lines or plain text (``PORTAL_LOG_FORMAT``), the level, and the access log.
+
+:func:`logging_config` is the ``dictConfig`` the server applies in every worker (uvicorn's
+``log_config``): one stderr handler on the root logger, uvicorn's loggers propagating to it. A log
+call's ``extra`` fields become top-level JSON fields (or ``key=value`` pairs in text), so an error on
+the proxy carries ``request_id``.
+
+The access log (logger ``portal.access``, ``PORTAL_ACCESS_LOG``) writes one line per proxied call,
+from the batched writer's loop, never on the request path: request id, tenant, key prefix (never the
+key), client, model, provider, status, latency, tokens and cost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from portal.spend.records import CallRecord
+
+__all__ = ["ACCESS_LOGGER", "JsonFormatter", "TextFormatter", "access_fields", "log_calls", "logging_config"]
+
+ACCESS_LOGGER = "portal.access"
+_STANDARD = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName"}
+)
+_access = logging.getLogger(ACCESS_LOGGER)
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg``, the extra fields, ``exc``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update(_extras(record))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return msgspec.json.encode(entry, enc_hook=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message key=value ...`` for people reading a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = super().formatMessage(record)
+        extras = _extras(record)
+        if extras:
+            text += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+        return text
+
+
+def logging_config(level: str, fmt: str) -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` document for ``level`` and ``fmt`` (``json`` or ``text``)."""
+    formatter = JsonFormatter if fmt == "json" else TextFormatter
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"portal": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "portal", "stream": "ext://sys.stderr"}
+        },
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {
+            name: {"handlers": [], "propagate": True, "level": level.upper()}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar")
+        }
+        | {"httpx": {"level": "WARNING"}},
+    }
+
+
+def access_fields(r: CallRecord) -> dict[str, Any]:
+    """The access log fields of one call (the key's display prefix only, never the key)."""
+    return {
+        "request_id": r.request_id,
+        "tenant": r.tenant_slug,
+        "key_prefix": r.key_prefix,
+        "client_id": r.client_id,
+        "endpoint": r.endpoint,
+        "model": r.model,
+        "provider": r.provider,
+        "status": r.status_code,
+        "latency_ms": round(r.latency_ms, 2),
+        "ttft_ms": None if r.ttft_ms is None else round(r.ttft_ms, 2),
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "cost": str(r.cost),
+        "cached": r.cached,
+        "stream": r.stream,
+        "error_type": r.error_type,
+    }
+
+
+def log_calls(records: Iterable[CallRecord]) -> None:
+    """Write one access log line per call (when the ``portal.access`` logger is enabled for INFO)."""
+    if not _access.isEnabledFor(logging.INFO):
+        return
+    for r in records:
+        _access.info("%s %s %d", r.endpoint, r.model or "-", r.status_code, extra=access_fields(r))
