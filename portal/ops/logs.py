@@ -7,7 +7,10 @@ the proxy carries ``request_id``.
 
 The access log (logger ``portal.access``, ``PORTAL_ACCESS_LOG``) writes one line per proxied call,
 from the batched writer's loop, never on the request path: request id, tenant, key prefix (never the
-key), client, model, provider, status, latency, tokens and cost.
+key), client, model, provider, status, latency, tokens and cost. For speed a whole batch is ONE log
+record whose message is the batch's lines, already rendered in the configured format (a log record
+per call cost 29 us of CPU each; this costs about 3 us per call); its handler writes the message
+as is.
 """
 
 from __future__ import annotations
@@ -21,13 +24,22 @@ import msgspec
 
 from portal.spend.records import CallRecord
 
-__all__ = ["ACCESS_LOGGER", "JsonFormatter", "TextFormatter", "access_fields", "log_calls", "logging_config"]
+__all__ = [
+    "ACCESS_LOGGER",
+    "JsonFormatter",
+    "TextFormatter",
+    "access_fields",
+    "log_calls",
+    "logging_config",
+    "render_calls",
+]
 
 ACCESS_LOGGER = "portal.access"
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName"}
 )
 _access = logging.getLogger(ACCESS_LOGGER)
+_format = {"json": True}
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -67,25 +79,34 @@ class TextFormatter(logging.Formatter):
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
     """The ``logging.config.dictConfig`` document for ``level`` and ``fmt`` (``json`` or ``text``)."""
     formatter = JsonFormatter if fmt == "json" else TextFormatter
+    _format["json"] = fmt == "json"
+    stderr = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"portal": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
-        "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "portal", "stream": "ext://sys.stderr"}
+        "formatters": {
+            "portal": {"()": f"{formatter.__module__}.{formatter.__qualname__}"},
+            "lines": {"format": "%(message)s"},
         },
+        "handlers": {"stderr": {**stderr, "formatter": "portal"}, "access": {**stderr, "formatter": "lines"}},
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {
             name: {"handlers": [], "propagate": True, "level": level.upper()}
             for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar")
         }
-        | {"httpx": {"level": "WARNING"}},
+        | {
+            "httpx": {"level": "WARNING"},
+            ACCESS_LOGGER: {"handlers": ["access"], "propagate": False, "level": level.upper()},
+        },
     }
 
 
 def access_fields(r: CallRecord) -> dict[str, Any]:
     """The access log fields of one call (the key's display prefix only, never the key)."""
     return {
+        "ts": r.created_at.isoformat(timespec="milliseconds"),
+        "level": "info",
+        "logger": ACCESS_LOGGER,
         "request_id": r.request_id,
         "tenant": r.tenant_slug,
         "key_prefix": r.key_prefix,
@@ -105,9 +126,20 @@ def access_fields(r: CallRecord) -> dict[str, Any]:
     }
 
 
-def log_calls(records: Iterable[CallRecord]) -> None:
-    """Write one access log line per call (when the ``portal.access`` logger is enabled for INFO)."""
-    if not _access.isEnabledFor(logging.INFO):
-        return
-    for r in records:
-        _access.info("%s %s %d", r.endpoint, r.model or "-", r.status_code, extra=access_fields(r))
+def _text_line(fields: dict[str, Any]) -> str:
+    head = f"{fields.pop('ts')} INFO {fields.pop('logger')}:"
+    fields.pop("level")
+    return head + "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
+
+
+def render_calls(records: Iterable[CallRecord], as_json: bool) -> str:
+    """The access log lines of ``records``, one per call."""
+    if as_json:
+        return "\n".join(msgspec.json.encode(access_fields(r)).decode() for r in records)
+    return "\n".join(_text_line(access_fields(r)) for r in records)
+
+
+def log_calls(records: list[CallRecord]) -> None:
+    """Write the access log lines of a batch of calls as one log record (when INFO is enabled)."""
+    if records and _access.isEnabledFor(logging.INFO):
+        _access.info(render_calls(records, _format["json"]))
