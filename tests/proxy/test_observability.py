@@ -135,7 +135,9 @@ async def test_access_log_has_one_line_per_call_and_never_a_key(
     failed = await http.post("/v1/chat/completions", json=CHAT, headers={"x-api-key": secret})
     assert failed.status_code == 400
     wrong = "sk-wrong-key-" + uuid.uuid4().hex
-    assert (await http.post("/v1/chat/completions", json=CHAT, headers={"x-api-key": wrong})).status_code == 401
+    assert (
+        await http.post("/v1/chat/completions", json=CHAT, headers={"x-api-key": wrong})
+    ).status_code == 401
     await gw.flush()
     lines = [
         json.loads(line)
@@ -145,16 +147,19 @@ async def test_access_log_has_one_line_per_call_and_never_a_key(
     ]
     mine = [line for line in lines if line["request_id"] == rid]
     assert len(mine) == 1
-    assert mine[0].items() >= {
-        "tenant": slug,
-        "key_prefix": prefix,
-        "client_id": "test",
-        "model": "gpt-4o-mini",
-        "provider": "openai",
-        "status": 200,
-        "prompt_tokens": 11,
-        "completion_tokens": 7,
-    }.items()
+    assert (
+        mine[0].items()
+        >= {
+            "tenant": slug,
+            "key_prefix": prefix,
+            "client_id": "test",
+            "model": "gpt-4o-mini",
+            "provider": "openai",
+            "status": 200,
+            "prompt_tokens": 11,
+            "completion_tokens": 7,
+        }.items()
+    )
     assert mine[0]["latency_ms"] > 0
     assert any(line["status"] == 400 and line["key_prefix"] == prefix for line in lines)
     assert any(line["status"] == 401 for line in lines)
@@ -181,20 +186,25 @@ async def test_payloads_are_stored_redacted_only_for_tenants_that_ask(
     assert (await http.post("/v1/chat/completions", json=body, headers=headers)).status_code == 200
     streamed = await http.post("/v1/chat/completions", json={**body, "stream": True}, headers=headers)
     assert streamed.status_code == 200
-    assert (await http.post("/v1/chat/completions", json=body, headers={"x-api-key": plain_secret})).is_success
+    assert (
+        await http.post("/v1/chat/completions", json=body, headers={"x-api-key": plain_secret})
+    ).is_success
     rows = await gw.logs(key_id)
     assert [r.stream for r in rows] == [False, True]
     for row in rows:
-        assert row.prompt is not None and row.response is not None
+        assert row.prompt is not None
+        assert row.response is not None
         assert "sk-proj-ABCDEFGHIJKLMNOP1234" not in row.prompt
         assert "4111 1111 1111 1111" not in row.prompt
-        assert "[REDACTED:key]" in row.prompt and "[REDACTED:card]" in row.prompt
+        assert "[REDACTED:key]" in row.prompt
+        assert "[REDACTED:card]" in row.prompt
         assert json.loads(row.prompt)[0]["role"] == "user"
         assert row.response == "Sure, write to [REDACTED:email] or call [REDACTED:phone]."
     async with gw.sessions() as session:
         others = (await session.scalars(select(RequestLog).where(RequestLog.api_key_id == plain_key))).all()
     assert len(others) == 1
-    assert others[0].prompt is None and others[0].response is None
+    assert others[0].prompt is None
+    assert others[0].response is None
 
 
 async def test_metrics_token_and_listener_rules(database_url: str) -> None:
@@ -202,7 +212,9 @@ async def test_metrics_token_and_listener_rules(database_url: str) -> None:
     app = create_app(make_settings(database_url, metrics_token=token))
     async with AsyncTestClient(app=app) as client:
         assert (await client.get("/metrics")).status_code == 401
-        assert (await client.get("/metrics", headers={"Authorization": "Bearer wrong-token"})).status_code == 401
+        assert (
+            await client.get("/metrics", headers={"Authorization": "Bearer wrong-token"})
+        ).status_code == 401
         answer = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200
         assert "portal_requests_total" in answer.text or "# HELP portal_requests_total" in answer.text
@@ -233,7 +245,9 @@ async def test_metrics_token_and_listener_rules(database_url: str) -> None:
         await door(scope, receive, send)  # type: ignore[arg-type]
         return int(sent[0]["status"])  # type: ignore[call-overload]
 
-    open_door = FastPath(create_app(make_settings(database_url, admin_listen="127.0.0.1:9999")), admin_port=9999)
+    open_door = FastPath(
+        create_app(make_settings(database_url, admin_listen="127.0.0.1:9999")), admin_port=9999
+    )
     assert await status(open_door, 8000) == 404  # public listener: no token, no metrics
     assert await status(open_door, 9999) == 200  # admin listener
     guarded = FastPath(

@@ -85,8 +85,11 @@ def test_payloads_are_redacted_and_capped() -> None:
         {"choices": [{"message": {"role": "assistant", "content": "call +44 20 7946 0958"}}]}
     )
     prompt, response = formatter.render(record)
-    assert prompt is not None and len(prompt) == 120 and prompt.endswith(" [truncated]")
-    assert "me@example.com" not in prompt and "[REDACTED:email]" in prompt
+    assert prompt is not None
+    assert len(prompt) == 120
+    assert prompt.endswith(" [truncated]")
+    assert "me@example.com" not in prompt
+    assert "[REDACTED:email]" in prompt
     assert response == "call [REDACTED:phone]"
     assert PayloadFormatter(Redactor(), max_chars=50_000).max_chars == 10_000
 
@@ -134,7 +137,9 @@ def test_access_lines_in_json_and_text() -> None:
     assert first["ts"].startswith("2026-01-02T03:04:05")
     assert json.loads(lines[1])["status"] == 429
     text = render_calls([_record()], as_json=False)
-    assert "portal.access:" in text and "request_id=req-1" in text and "status=200" in text
+    assert "portal.access:" in text
+    assert "request_id=req-1" in text
+    assert "status=200" in text
 
 
 def test_json_formatter_puts_extra_fields_at_the_top() -> None:
@@ -182,7 +187,8 @@ def test_multiproc_dir_is_emptied_at_start(tmp_path: Path, monkeypatch: pytest.M
     assert multiproc.ENV not in os.environ
     created = multiproc.prepare(3)
     try:
-        assert created is not None and created.is_dir()
+        assert created is not None
+        assert created.is_dir()
         assert os.environ[multiproc.ENV] == str(created)
     finally:
         multiproc.cleanup(created)
