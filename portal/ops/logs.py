@@ -39,7 +39,6 @@ _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName"}
 )
 _access = logging.getLogger(ACCESS_LOGGER)
-_format = {"json": True}
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -79,7 +78,6 @@ class TextFormatter(logging.Formatter):
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
     """The ``logging.config.dictConfig`` document for ``level`` and ``fmt`` (``json`` or ``text``)."""
     formatter = JsonFormatter if fmt == "json" else TextFormatter
-    _format["json"] = fmt == "json"
     stderr = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
@@ -139,7 +137,7 @@ def render_calls(records: Iterable[CallRecord], as_json: bool) -> str:
     return "\n".join(_text_line(access_fields(r)) for r in records)
 
 
-def log_calls(records: list[CallRecord]) -> None:
+def log_calls(records: list[CallRecord], *, as_json: bool = True) -> None:
     """Write the access log lines of a batch of calls as one log record (when INFO is enabled)."""
     if records and _access.isEnabledFor(logging.INFO):
-        _access.info(render_calls(records, _format["json"]))
+        _access.info(render_calls(records, as_json))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -60,7 +61,9 @@ class Gateway:
             sessions,
             interval_s=settings.writer_interval_s,
             spill_dir=Path(settings.data_dir).expanduser(),
-            taps=[observe_calls, log_calls] if settings.access_log else [observe_calls],
+            taps=[observe_calls, partial(log_calls, as_json=settings.log_format == "json")]
+            if settings.access_log
+            else [observe_calls],
             payloads=PayloadFormatter(Redactor(settings.redact_patterns), settings.payload_log_max_chars),
         )
         self.cache = CompletionCache(sessions, ttl_s=settings.cache_ttl_s)

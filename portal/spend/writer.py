@@ -75,10 +75,11 @@ class _Rollup:
     latency_ms_sum: float = 0.0
 
 
-def _log_row(r: CallRecord, payloads: PayloadFormatter | None) -> dict[str, Any]:
-    prompt = response = None
-    if payloads is not None and (r.prompt_payload is not None or r.response_payload is not None):
-        prompt, response = payloads.render(r)
+def _has_payload(r: CallRecord) -> bool:
+    return r.prompt_payload is not None or r.response_payload is not None
+
+
+def _log_row(r: CallRecord) -> dict[str, Any]:
     return {
         "request_id": r.request_id,
         "created_at": r.created_at,
@@ -105,9 +106,21 @@ def _log_row(r: CallRecord, payloads: PayloadFormatter | None) -> dict[str, Any]
         "estimated": r.estimated,
         "attempts": r.attempts,
         "client_ip": r.client_ip,
-        "prompt": prompt,
-        "response": response,
     }
+
+
+def _log_rows(batch: list[CallRecord], payloads: PayloadFormatter | None) -> list[list[dict[str, Any]]]:
+    """Rows for the request log: those without payloads, then those with (two column sets, so the
+    common case binds no empty payload columns)."""
+    plain = [_log_row(r) for r in batch if not _has_payload(r)]
+    if len(plain) == len(batch):
+        return [plain]
+    rich = []
+    for r in batch:
+        if _has_payload(r):
+            prompt, response = payloads.render(r) if payloads is not None else (None, None)
+            rich.append({**_log_row(r), "prompt": prompt, "response": response})
+    return [rows for rows in (plain, rich) if rows]
 
 
 def _rollups(records: Iterable[CallRecord]) -> dict[str, _Rollup]:
@@ -291,7 +304,8 @@ class SpendWriter:
 
     async def _write(self, batch: list[CallRecord]) -> None:
         async with self._sessions() as session, session.begin():
-            await session.execute(insert(RequestLog), [_log_row(r, self.payloads) for r in batch])
+            for rows in _log_rows(batch, self.payloads):
+                await session.execute(insert(RequestLog), rows)
             await _upsert_rollups(session, _rollups(batch))
             await _add_spend(session, batch)
             for hook in self.hooks:
@@ -324,7 +338,7 @@ class SpendWriter:
         path = self._spill_dir / f"unwritten-spend-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.jsonl"
         with path.open("wb") as out:
             for record in self._pending:
-                if record.prompt_payload is not None or record.response_payload is not None:
+                if _has_payload(record):
                     prompt, response = self.payloads.render(record) if self.payloads else (None, None)
                     record.prompt_payload, record.response_payload = prompt, response
                 out.write(msgspec.json.encode(record) + b"\n")

@@ -257,3 +257,16 @@ async def test_metrics_token_and_listener_rules(database_url: str) -> None:
     assert await status(guarded, 8000) == 401
     assert await status(guarded, 8000, f"Bearer {token}") == 200
     assert await status(guarded, 9999, f"Bearer {token}") == 200
+
+
+async def test_access_log_can_be_turned_off(database_url: str, sessions: object) -> None:
+    from portal.ops.metrics import observe_calls
+    from portal.proxy.gateway import Gateway
+
+    for enabled, taps in ((True, 2), (False, 1)):
+        gateway = Gateway(make_settings(database_url, access_log=enabled), sessions)  # type: ignore[arg-type]
+        try:
+            assert len(gateway.writer.taps) == taps
+            assert gateway.writer.taps[0] is observe_calls
+        finally:
+            await gateway.client.aclose()
