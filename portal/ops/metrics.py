@@ -13,6 +13,7 @@ scrape answered by any worker shows the totals of all of them.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -118,10 +119,50 @@ def _child(metric: Any, labels: tuple[str, ...]) -> Any:
     return child
 
 
+class _Observations:
+    """One batch's observations of one histogram child: added with ONE increment per bucket touched
+    and one to the sum (each increment is a lock and, with several workers, a file write)."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: list[float]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.total = 0.0
+
+    def add(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def commit(self, child: Any) -> None:
+        child._sum.inc(self.total)
+        for bucket, count in zip(child._buckets, self.counts, strict=True):
+            if count:
+                bucket.inc(count)
+
+
+def _batched(child: Any) -> bool:
+    """Whether this prometheus_client's histogram children have the internals batching relies on."""
+    return all(hasattr(child, name) for name in ("_upper_bounds", "_buckets", "_sum"))
+
+
+_BATCHED = _batched(OVERHEAD)
+
+
+def _observe(histograms: dict[Any, _Observations], child: Any, value: float) -> None:
+    if not _BATCHED:
+        child.observe(value)
+        return
+    seen = histograms.get(child)
+    if seen is None:
+        seen = histograms[child] = _Observations(child._upper_bounds)
+    seen.add(value)
+
+
 def observe_calls(records: Iterable[CallRecord]) -> None:
-    """Account a batch of finished calls in the metrics (counters summed per label set first)."""
+    """Account a batch of finished calls in the metrics (summed per label set and bucket first)."""
     counts: dict[tuple[Any, tuple[str, ...]], float] = defaultdict(float)
-    overhead = OVERHEAD
+    histograms: dict[Any, _Observations] = {}
     for r in records:
         if r.endpoint not in INFERENCE_ENDPOINTS:
             continue
@@ -129,10 +170,10 @@ def observe_calls(records: Iterable[CallRecord]) -> None:
         provider = r.provider or ""
         duration, ttft = _timers(model, provider)
         latency = r.latency_ms / 1000
-        duration.observe(latency)
+        _observe(histograms, duration, latency)
         if r.ttft_ms is not None:
-            ttft.observe(r.ttft_ms / 1000)
-        overhead.observe(max(0.0, latency - r.upstream_ms / 1000))
+            _observe(histograms, ttft, r.ttft_ms / 1000)
+        _observe(histograms, OVERHEAD, max(0.0, latency - r.upstream_ms / 1000))
         counts[(REQUESTS, (model, provider, str(r.status_code)))] += 1
         if r.client_id is not None:
             client = (r.tenant_slug or "", r.client_id)
@@ -153,6 +194,8 @@ def observe_calls(records: Iterable[CallRecord]) -> None:
             counts[(CACHE_MISSES, (model,))] += 1
     for (metric, labels), amount in counts.items():
         _child(metric, labels).inc(amount)
+    for child, seen in histograms.items():
+        seen.commit(child)
 
 
 def upstream_error(provider: str, model: str, status: int, message: str) -> None:
