@@ -2,8 +2,9 @@
 
 :func:`logging_config` is the ``dictConfig`` the server applies in every worker (uvicorn's
 ``log_config``): one stderr handler on the root logger, uvicorn's loggers propagating to it. A log
-call's ``extra`` fields become top-level JSON fields (or ``key=value`` pairs in text), so an error on
-the proxy carries ``request_id``.
+call's ``extra`` fields become top-level JSON fields (or ``key=value`` pairs in text). Every line
+logged while the proxy handles a call (or by a task it started) carries that call's ``request_id``
+(:data:`REQUEST_ID`, added by :class:`RequestIdFilter`).
 
 The access log (logger ``portal.access``, ``PORTAL_ACCESS_LOG``) writes one line per proxied call,
 from the batched writer's loop, never on the request path: request id, tenant, key prefix (never the
@@ -18,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
 import msgspec
@@ -26,7 +28,9 @@ from portal.spend.records import CallRecord
 
 __all__ = [
     "ACCESS_LOGGER",
+    "REQUEST_ID",
     "JsonFormatter",
+    "RequestIdFilter",
     "TextFormatter",
     "access_fields",
     "log_calls",
@@ -39,6 +43,19 @@ _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName"}
 )
 _access = logging.getLogger(ACCESS_LOGGER)
+REQUEST_ID: ContextVar[str | None] = ContextVar("portal_request_id", default=None)
+"""The id of the proxied call being handled (set by the proxy at the start of each call)."""
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to records logged while a proxied call is being handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            request_id = REQUEST_ID.get()
+            if request_id is not None:
+                record.request_id = request_id
+        return True
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -86,7 +103,11 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
             "portal": {"()": f"{formatter.__module__}.{formatter.__qualname__}"},
             "lines": {"format": "%(message)s"},
         },
-        "handlers": {"stderr": {**stderr, "formatter": "portal"}, "access": {**stderr, "formatter": "lines"}},
+        "filters": {"request_id": {"()": f"{RequestIdFilter.__module__}.{RequestIdFilter.__qualname__}"}},
+        "handlers": {
+            "stderr": {**stderr, "formatter": "portal", "filters": ["request_id"]},
+            "access": {**stderr, "formatter": "lines"},
+        },
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {
             name: {"handlers": [], "propagate": True, "level": level.upper()}

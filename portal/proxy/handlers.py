@@ -29,6 +29,7 @@ import msgspec
 from portal.catalog.registry import DeploymentInfo, ModelEntry
 from portal.limits.model import Admission, Ticket
 from portal.limits.service import LimiterUnavailable
+from portal.ops.logs import REQUEST_ID
 from portal.proxy.errors import ProxyError, error_body
 from portal.proxy.gateway import Gateway
 from portal.proxy.principal import KeyLookupUnavailable, Principal
@@ -352,6 +353,7 @@ class ProxyApp:
             await _send_json(send, status, error_body(message, "invalid_request_error"), headers)
             return
         handler, endpoint = route
+        REQUEST_ID.set(request_id)
         gateway = self._gateway_of()
         record = CallRecord(
             request_id=request_id,
@@ -376,9 +378,7 @@ class ProxyApp:
             record.status_code = 499
             record.error_type = "client_disconnected"
         except Exception:
-            log.exception(
-                "proxy: unexpected error (request %s)", request_id, extra={"request_id": request_id}
-            )
+            log.exception("proxy: unexpected error (request %s)", request_id)
             record.status_code = 500
             record.error_type = "internal_error"
             body = error_body(f"internal error; request id {request_id}", "internal_error")

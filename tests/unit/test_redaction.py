@@ -194,3 +194,35 @@ def test_multiproc_dir_is_emptied_at_start(tmp_path: Path, monkeypatch: pytest.M
         multiproc.cleanup(created)
     assert not created.exists()
     assert multiproc.ENV not in os.environ
+
+
+def test_lines_logged_during_a_call_carry_its_request_id() -> None:
+    import contextvars
+    import io
+
+    from portal.ops.logs import REQUEST_ID, RequestIdFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("portal.test.request_id")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+
+        def during_call() -> None:
+            REQUEST_ID.set("req-42")
+            try:
+                raise RuntimeError("upstream exploded")
+            except RuntimeError:
+                logger.exception("proxy: unexpected error")
+
+        contextvars.copy_context().run(during_call)
+        logger.error("outside any call")
+    finally:
+        logger.removeHandler(handler)
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert inside["request_id"] == "req-42"
+    assert "RuntimeError: upstream exploded" in inside["exc"]
+    assert "request_id" not in outside
