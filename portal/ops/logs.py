@@ -40,7 +40,8 @@ __all__ = [
 
 ACCESS_LOGGER = "portal.access"
 _STANDARD = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "taskName", "color_message"}
 )
 _access = logging.getLogger(ACCESS_LOGGER)
 _LINES_PER_RECORD = 64
@@ -112,9 +113,10 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {
             name: {"handlers": [], "propagate": True, "level": level.upper()}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar")
+            for name in ("uvicorn", "uvicorn.error", "litestar")
         }
         | {
+            "uvicorn.access": {"handlers": [], "propagate": False},  # portal.access replaces it
             "httpx": {"level": "WARNING"},
             ACCESS_LOGGER: {"handlers": ["access"], "propagate": False, "level": level.upper()},
         },

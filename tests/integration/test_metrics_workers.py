@@ -118,6 +118,7 @@ def test_two_workers_report_one_total(tmp_path: Path) -> None:
     assert KEY not in log
     access = [json.loads(line) for line in log.splitlines() if '"logger":"portal.access"' in line]
     assert len(access) == CALLS
+    assert "uvicorn.access" not in log, "uvicorn's own access log stays off (portal.access replaces it)"
     assert {line["client_id"] for line in access} == {"workers"}
     assert all(line["status"] == 200 and line["model"] == "mock-model" for line in access)
     assert not list(metrics_dir.glob("gauge_livesum_*.db")), "stopped workers leave the live gauges"
