@@ -45,6 +45,7 @@ _STANDARD = frozenset(
 )
 _access = logging.getLogger(ACCESS_LOGGER)
 _LINES_PER_RECORD = 64
+_encoder = msgspec.json.Encoder()
 REQUEST_ID: ContextVar[str | None] = ContextVar("portal_request_id", default=None)
 """The id of the proxied call being handled (set by the proxy at the start of each call)."""
 
@@ -69,7 +70,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -126,7 +127,7 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
 def access_fields(r: CallRecord) -> dict[str, Any]:
     """The access log fields of one call (the key's display prefix only, never the key)."""
     return {
-        "ts": r.created_at.isoformat(timespec="milliseconds"),
+        "ts": r.created_at,
         "level": "info",
         "logger": ACCESS_LOGGER,
         "request_id": r.request_id,
@@ -141,7 +142,7 @@ def access_fields(r: CallRecord) -> dict[str, Any]:
         "ttft_ms": None if r.ttft_ms is None else round(r.ttft_ms, 2),
         "prompt_tokens": r.prompt_tokens,
         "completion_tokens": r.completion_tokens,
-        "cost": str(r.cost),
+        "cost": r.cost,
         "cached": r.cached,
         "stream": r.stream,
         "error_type": r.error_type,
@@ -149,7 +150,7 @@ def access_fields(r: CallRecord) -> dict[str, Any]:
 
 
 def _text_line(fields: dict[str, Any]) -> str:
-    head = f"{fields.pop('ts')} INFO {fields.pop('logger')}:"
+    head = f"{fields.pop('ts').isoformat(timespec='milliseconds')} INFO {fields.pop('logger')}:"
     fields.pop("level")
     return head + "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
 
@@ -157,7 +158,8 @@ def _text_line(fields: dict[str, Any]) -> str:
 def render_calls(records: Iterable[CallRecord], as_json: bool) -> str:
     """The access log lines of ``records``, one per call."""
     if as_json:
-        return "\n".join(msgspec.json.encode(access_fields(r)).decode() for r in records)
+        encode = _encoder.encode
+        return b"\n".join([encode(access_fields(r)) for r in records]).decode()
     return "\n".join(_text_line(access_fields(r)) for r in records)
 
 
