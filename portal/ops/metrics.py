@@ -166,8 +166,9 @@ def observe_calls(records: Iterable[CallRecord]) -> None:
     for r in records:
         if r.endpoint not in INFERENCE_ENDPOINTS:
             continue
-        model = r.model or ""
         provider = r.provider or ""
+        # A model that does not exist is not a label value: clients must not be able to mint series.
+        model = "" if r.status_code == 404 and not provider else (r.model or "")
         duration, ttft = _timers(model, provider)
         latency = r.latency_ms / 1000
         _observe(histograms, duration, latency)

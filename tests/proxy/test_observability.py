@@ -70,7 +70,8 @@ async def test_calls_refusals_streams_and_clients_are_counted(gw: Running, http:
 
     ok = {"model": "gpt-4o-mini", "provider": "openai"}
     assert delta("portal_requests_total", **ok, status="200") == 4
-    assert delta("portal_requests_total", model="no-such", provider="", status="404") == 1
+    assert delta("portal_requests_total", model="", provider="", status="404") == 1
+    assert value(after, "portal_requests_total", model="no-such", provider="", status="404") == 0
     client = {"tenant": slug, "client_id": "test"}
     assert value(after, "portal_client_requests_total", **client) == 5
     assert value(after, "portal_client_errors_total", **client) == 1
