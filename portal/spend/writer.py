@@ -109,18 +109,17 @@ def _log_row(r: CallRecord) -> dict[str, Any]:
     }
 
 
-def _log_rows(batch: list[CallRecord], payloads: PayloadFormatter | None) -> list[list[dict[str, Any]]]:
-    """Rows for the request log: those without payloads, then those with (two column sets, so the
-    common case binds no empty payload columns)."""
-    plain = [_log_row(r) for r in batch if not _has_payload(r)]
-    if len(plain) == len(batch):
-        return [plain]
-    rich = []
-    for r in batch:
-        if _has_payload(r):
-            prompt, response = payloads.render(r) if payloads is not None else (None, None)
-            rich.append({**_log_row(r), "prompt": prompt, "response": response})
-    return [rows for rows in (plain, rich) if rows]
+def _log_rows(batch: list[CallRecord], payloads: PayloadFormatter | None) -> list[dict[str, Any]]:
+    """The request-log rows of a batch, in order; the payload columns are bound only when a record
+    of the batch has a payload (the common case binds no empty columns)."""
+    rows = [_log_row(r) for r in batch]
+    if any(_has_payload(r) for r in batch):
+        for r, row in zip(batch, rows, strict=True):
+            prompt = response = None
+            if payloads is not None and _has_payload(r):
+                prompt, response = payloads.render(r)
+            row["prompt"], row["response"] = prompt, response
+    return rows
 
 
 def _rollups(records: Iterable[CallRecord]) -> dict[str, _Rollup]:
@@ -304,8 +303,7 @@ class SpendWriter:
 
     async def _write(self, batch: list[CallRecord]) -> None:
         async with self._sessions() as session, session.begin():
-            for rows in _log_rows(batch, self.payloads):
-                await session.execute(insert(RequestLog), rows)
+            await session.execute(insert(RequestLog), _log_rows(batch, self.payloads))
             await _upsert_rollups(session, _rollups(batch))
             await _add_spend(session, batch)
             for hook in self.hooks:

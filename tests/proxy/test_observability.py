@@ -48,7 +48,9 @@ async def tenant_slug(gw: Running, tenant_id: uuid.UUID | None) -> str:
     return slug
 
 
-async def test_calls_refusals_streams_and_clients_are_counted(gw: Running, http: httpx.AsyncClient) -> None:
+async def test_calls_refusals_streams_and_clients_are_counted(
+    gw: Running, http: httpx.AsyncClient, fake_openai: FakeUpstream
+) -> None:
     secret, key_id, tenant_id = await gw.new_key()
     slug = await tenant_slug(gw, tenant_id)
     await gw.budget(SubjectType.TENANT, tenant_id, "5")  # type: ignore[arg-type]
@@ -94,7 +96,9 @@ async def test_calls_refusals_streams_and_clients_are_counted(gw: Running, http:
     assert remaining == pytest.approx(float(Decimal(5) - spent))
 
 
-async def test_denials_cache_and_upstream_errors_are_counted(gw: Running, http: httpx.AsyncClient) -> None:
+async def test_denials_cache_and_upstream_errors_are_counted(
+    gw: Running, http: httpx.AsyncClient, fake_openai: FakeUpstream
+) -> None:
     secret, key_id, _ = await gw.new_key()
     headers = {"x-api-key": secret}
     await gw.limits(ApiKey, key_id, rpm_limit=1, cache_enabled=True)
