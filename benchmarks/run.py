@@ -612,7 +612,7 @@ class Bench:
                 "PORTAL_DATABASE_URL": self.database_url(),
                 "PORTAL_DATA_DIR": str(self.workdir),
                 "PORTAL_SECRET_KEY": secrets.token_urlsafe(36)[:48],
-                "PORTAL_LOG_LEVEL": "warning",
+                "PORTAL_LOG_LEVEL": "info",  # production default: the access log is measured too
                 "PORTAL_CONFIG": str(self.workdir / "portal.yaml"),
                 "BENCH_UPSTREAM_KEY": UPSTREAM_KEY,
             }

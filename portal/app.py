@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import importlib.metadata
 import logging
+import logging.config
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,7 +29,10 @@ from portal.auth.throttle import LoginThrottle
 from portal.compat import coo, litellm, llmserver
 from portal.config import Settings, load_settings, parse_listen
 from portal.db.engine import create_engine, create_session_factory
+from portal.ops import multiproc
 from portal.ops.health import healthz, readyz
+from portal.ops.logs import logging_config
+from portal.ops.scrape import MetricsApp
 from portal.paths import STATIC_DIR, TEMPLATES_DIR
 from portal.proxy.gateway import Gateway
 from portal.proxy.handlers import ProxyApp
@@ -40,6 +44,7 @@ __all__ = ["FastPath", "create_app", "create_app_from_env", "is_public_path"]
 
 
 PUBLIC_HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/health"})
+METRICS_PATH = "/metrics"
 _NOT_HERE = (
     b'{"error":{"message":"not found: this listener serves only the /v1 API and health checks",'
     b'"type":"invalid_request_error","code":"not_found"}}'
@@ -61,18 +66,26 @@ class FastPath:
     With a separate admin listener (``admin_port``), a request that arrived on any other port may only
     reach public paths (:func:`is_public_path`); the admin API, the compatible admin routes and the
     portal answer 404 there, so only ``/v1`` and health face the internet.
+
+    ``/metrics`` is answered here too (no framework on the way). With an admin listener it is served
+    there, and on the public listener only when ``PORTAL_METRICS_TOKEN`` protects it.
     """
 
     def __init__(self, app: Litestar, admin_port: int | None = None) -> None:
         self.app = app
         self.proxy: ProxyApp = app.state.proxy
+        self.metrics: MetricsApp = app.state.metrics
         self.admin_port = admin_port
+        self.public_metrics = admin_port is None or app.state.settings.metrics_token is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
             path: str = scope["path"]
             if path.startswith("/v1/") and not path.startswith("/v1/admin"):
                 await self.proxy(scope, receive, send)  # type: ignore[arg-type]
+                return
+            if path == METRICS_PATH and (self.public_metrics or self._on_admin_door(scope)):
+                await self.metrics(scope, receive, send)  # type: ignore[arg-type]
                 return
             if self.admin_port is not None and not self._on_admin_door(scope) and not is_public_path(path):
                 await _not_here(send)
@@ -120,10 +133,15 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> Litestar:
     """
     holder: dict[str, Gateway] = {}
     proxy = ProxyApp(lambda: holder["gateway"])
+    metrics = MetricsApp(settings.metrics_token, lambda: holder["gateway"].sessions if holder else None)
 
     @asgi("/v1", is_mount=True, copy_scope=False, name="proxy", include_in_schema=False)
     async def proxy_mount(scope: Scope, receive: Receive, send: Send) -> None:
         await proxy(scope, receive, send)  # type: ignore[arg-type]
+
+    @asgi(METRICS_PATH, copy_scope=False, name="ops:metrics", include_in_schema=False)
+    async def metrics_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        await metrics(scope, receive, send)  # type: ignore[arg-type]
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -153,6 +171,7 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> Litestar:
         except Exception as exc:  # a database not ready yet: readiness reports it; the next start retries
             logging.getLogger(__name__).warning("could not set up the break-glass account: %s", exc)
         app.state.gateway = holder["gateway"] = gateway
+        multiproc.forget_dead()
         await gateway.start()
         retention = RetentionRunner(settings, sessions, redis)
         retention.start()
@@ -167,6 +186,7 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> Litestar:
             if redis is not None:
                 await redis.aclose()
             await engine.dispose()
+            multiproc.mark_dead()
 
     compat = [r for r in (coo.compat_router(), litellm.compat_router(), llmserver.compat_router()) if r]
     app = Litestar(
@@ -174,6 +194,7 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> Litestar:
             *compat,
             web_router(settings),
             proxy_mount,
+            metrics_endpoint,
             api_router(),
             healthz,
             readyz,
@@ -183,17 +204,22 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> Litestar:
         template_config=TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine),
         openapi_config=openapi_config(_version()),
         logging_config=LoggingConfig(
-            log_exceptions="always", disable_stack_trace={400, 401, 403, 404, 405, 409, 422, 429}
+            log_exceptions="always",
+            disable_stack_trace={400, 401, 403, 404, 405, 409, 422, 429},
+            configure_root_logger=False,
+            loggers={"litestar": {"level": settings.log_level.upper(), "handlers": [], "propagate": True}},
         ),
         debug=False,
     )
     app.state.proxy = proxy
+    app.state.metrics = metrics
+    app.state.settings = settings
     return app
 
 
 def create_app_from_env() -> FastPath:
     """Factory for ASGI servers (``uvicorn --factory portal.app:create_app_from_env``)."""
     settings = load_settings()
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     admin_port = parse_listen(settings.admin_listen)[1] if settings.admin_listen else None
     return FastPath(create_app(settings, freeze_gc=True), admin_port=admin_port)

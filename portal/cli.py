@@ -24,7 +24,7 @@ from portal.config import ConfigError, Settings, load_settings
 __all__ = ["main"]
 
 T = TypeVar("T")
-_REDACTED = {"secret_key", "master_key"}
+_REDACTED = {"secret_key", "master_key", "metrics_token"}
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -55,6 +55,17 @@ def _migrate(settings: Settings) -> None:
 
 
 def _serve(settings: Settings) -> None:
+    """Run uvicorn (with Prometheus multiprocess mode set up for several workers)."""
+    from portal.ops import multiproc
+
+    created = multiproc.prepare(settings.workers)
+    try:
+        _run_uvicorn(settings)
+    finally:
+        multiproc.cleanup(created)
+
+
+def _run_uvicorn(settings: Settings) -> None:
     """Run uvicorn; with ``admin_listen``, one server on two sockets (the app tells the doors apart).
 
     HTTPS on both listeners when ``tls_cert_file``/``tls_key_file`` are set. On SIGTERM uvicorn stops
@@ -64,6 +75,7 @@ def _serve(settings: Settings) -> None:
     import uvicorn
 
     from portal.config import parse_listen
+    from portal.ops.logs import logging_config
     from portal.supervisor import Supervisor
 
     os.environ.update({"PORTAL_HOST": settings.host, "PORTAL_PORT": str(settings.port)})
@@ -71,6 +83,7 @@ def _serve(settings: Settings) -> None:
         "factory": True,
         "workers": settings.workers,
         "log_level": settings.log_level.lower(),
+        "log_config": logging_config(settings.log_level, settings.log_format),
         "proxy_headers": True,
         "server_header": False,
         "access_log": False,
@@ -89,7 +102,12 @@ def _serve(settings: Settings) -> None:
         admin_host, admin_port = parse_listen(settings.admin_listen)
         # Same logging options: every Config re-applies uvicorn's logging setup.
         admin = uvicorn.Config(
-            app, host=admin_host, port=admin_port, log_level=options["log_level"], access_log=False
+            app,
+            host=admin_host,
+            port=admin_port,
+            log_level=options["log_level"],
+            log_config=options["log_config"],
+            access_log=False,
         )
         sockets.append(admin.bind_socket())
         click.echo(
@@ -173,6 +191,7 @@ def demo(host: str, port: int, data_dir: str | None, no_serve: bool) -> None:
         "PORTAL_SECRET_KEY": os.environ.get("PORTAL_SECRET_KEY") or demo_secret_key(directory),
         "PORTAL_MASTER_KEY": os.environ.get("PORTAL_MASTER_KEY") or DEMO_MASTER_KEY,
         "PORTAL_SECURE_COOKIES": "false",
+        "PORTAL_LOG_FORMAT": os.environ.get("PORTAL_LOG_FORMAT", "text"),
     }
     os.environ.update(env)
     settings = _settings(host=host, port=port)

@@ -44,7 +44,13 @@ def _fields(fn: Any) -> Any:
             click.option("--description", default=None),
             click.option("--status", type=STATUS, default=None, help="active or suspended."),
             click.option("--cache/--no-cache", "cache_enabled", default=None, help="Completion cache."),
-            click.option("--log-prompts/--no-log-prompts", default=None, help="Keep prompts in the logs."),
+            click.option(
+                "--log-prompts/--no-log-prompts",
+                "--log-payloads/--no-log-payloads",
+                "log_prompts",
+                default=None,
+                help="Store prompts and responses (redacted) with the request logs.",
+            ),
             click.option("--metadata", type=JSON_OBJECT, default=None, help="A JSON object (none: {})."),
         ]
     ):

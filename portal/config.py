@@ -178,6 +178,16 @@ class Settings(_Strict, frozen=True):
     workers: int = 1
     admin_listen: str | None = None
     log_level: str = "info"
+    log_format: str = "json"
+    """``json`` (one JSON object per line, for log shippers) or ``text`` (``portal demo``'s default)."""
+    access_log: bool = True
+    """One log line per proxied call (logger ``portal.access``), written off the request path."""
+    metrics_token: str | None = None
+    """When set, ``GET /metrics`` needs ``Authorization: Bearer <token>``."""
+    redact_patterns: list[str] = []
+    """Extra regular expressions masked in stored prompts and responses."""
+    payload_log_max_chars: int = 10_000
+    """Stored prompt and response text are cut to this many characters each."""
     secure_cookies: bool = True
     key_cache_ttl_s: float = 30.0
     catalog_refresh_s: float = 15.0
@@ -241,6 +251,8 @@ _SCALAR_FIELDS: dict[str, str] = {
     if f.name not in {"models", "api_keys", "oidc_providers", "ldap", "group_mappings"}
 }
 _ALLOWED_EXTRA_ENV = {"CONFIG"}
+_LIST_ENV = {"redact_patterns"}
+"""List settings given as environment variables: a JSON array, or one item per line."""
 
 
 def _default_sqlite_url(data_dir: str) -> str:
@@ -285,8 +297,19 @@ def _read_yaml(path: str) -> dict[str, Any]:
     return data
 
 
-def _env_values(environ: Mapping[str, str], problems: list[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
+def _env_list(name: str, value: str, problems: list[str]) -> list[str]:
+    if value.lstrip().startswith("["):
+        try:
+            items = msgspec.json.decode(value, type=list[str])
+        except msgspec.DecodeError as exc:
+            problems.append(f"{name}: not a JSON array of strings ({exc})")
+            return []
+        return items
+    return [line for line in value.splitlines() if line.strip()]
+
+
+def _env_values(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
     known = [f"{ENV_PREFIX}{n.upper()}" for n in _SCALAR_FIELDS]
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -297,7 +320,7 @@ def _env_values(environ: Mapping[str, str], problems: list[str]) -> dict[str, st
         if field not in _SCALAR_FIELDS:
             problems.append(f"unknown setting {name}{_suggest(name, known)}")
             continue
-        values[field] = value
+        values[field] = _env_list(name, value, problems) if field in _LIST_ENV else value
     return values
 
 
@@ -369,6 +392,7 @@ def _validate(settings: Settings, problems: list[str]) -> None:
     _validate_tls(settings, problems)
     if settings.log_level.lower() not in {"debug", "info", "warning", "error", "critical"}:
         problems.append(f"PORTAL_LOG_LEVEL {settings.log_level!r} is not one of debug, info, warning, error")
+    _validate_ops(settings, problems)
     names = [m.name for m in settings.models]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -426,6 +450,20 @@ def _validate_tls(settings: Settings, problems: list[str]) -> None:
             f"PORTAL_TLS_CERT_FILE / PORTAL_TLS_KEY_FILE: {cert!r} and {key!r} are not a PEM certificate "
             f"and its matching unencrypted private key ({exc})"
         )
+
+
+def _validate_ops(settings: Settings, problems: list[str]) -> None:
+    if settings.log_format not in {"json", "text"}:
+        problems.append(f"PORTAL_LOG_FORMAT {settings.log_format!r} is not json or text")
+    if settings.metrics_token is not None and len(settings.metrics_token) < 16:
+        problems.append("PORTAL_METRICS_TOKEN is too short: use at least 16 random characters")
+    for pattern in settings.redact_patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            problems.append(f"PORTAL_REDACT_PATTERNS: {pattern!r} is not a regular expression ({exc})")
+    if not 100 <= settings.payload_log_max_chars <= 10_000:
+        problems.append("PORTAL_PAYLOAD_LOG_MAX_CHARS must be between 100 and 10000 (the column size)")
 
 
 def _validate_auth(settings: Settings, problems: list[str]) -> None:

@@ -1,1 +1,1 @@
-"""Operations endpoints: liveness, readiness (and later Prometheus metrics)."""
+"""Operations: liveness and readiness, Prometheus metrics (multiprocess-safe), logging, config export."""

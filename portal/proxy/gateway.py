@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -24,10 +25,14 @@ from portal.limits.memory import MemoryBackend
 from portal.limits.redis_backend import RedisBackend
 from portal.limits.service import Backend, Limiter, ThresholdNotifier
 from portal.limits.usage import persist_budget_usage
+from portal.ops.logs import log_calls
+from portal.ops.metrics import observe_calls
 from portal.proxy.cache import CompletionCache
 from portal.proxy.principal import KeyCache
 from portal.proxy.providers.base import UpstreamClient
 from portal.proxy.router import Router
+from portal.spend.payloads import PayloadFormatter
+from portal.spend.redaction import Redactor
 from portal.spend.writer import SpendWriter
 from portal.timeutil import utcnow
 
@@ -53,7 +58,13 @@ class Gateway:
         self.client = UpstreamClient(limit=2000, keepalive_timeout=60.0)
         self.router = Router(self.client)
         self.writer = SpendWriter(
-            sessions, interval_s=settings.writer_interval_s, spill_dir=Path(settings.data_dir).expanduser()
+            sessions,
+            interval_s=settings.writer_interval_s,
+            spill_dir=Path(settings.data_dir).expanduser(),
+            taps=[observe_calls, partial(log_calls, as_json=settings.log_format == "json")]
+            if settings.access_log
+            else [observe_calls],
+            payloads=PayloadFormatter(Redactor(settings.redact_patterns), settings.payload_log_max_chars),
         )
         self.cache = CompletionCache(sessions, ttl_s=settings.cache_ttl_s)
         backend: Backend = RedisBackend(redis) if redis is not None else MemoryBackend()

@@ -29,6 +29,7 @@ import msgspec
 from portal.catalog.registry import DeploymentInfo, ModelEntry
 from portal.limits.model import Admission, Ticket
 from portal.limits.service import LimiterUnavailable
+from portal.ops.logs import REQUEST_ID
 from portal.proxy.errors import ProxyError, error_body
 from portal.proxy.gateway import Gateway
 from portal.proxy.principal import KeyLookupUnavailable, Principal
@@ -66,6 +67,7 @@ _CLIENT_ROUTING_FIELDS = (
 )
 _decode = msgspec.json.Decoder()
 _INVALID_KEY = "Invalid API Key: the key is missing, unknown, revoked or expired."
+_MAX_CAPTURED_FRAMES = 4096
 
 
 class _ClientGone(Exception):
@@ -223,6 +225,8 @@ class _Call:
             ) from None
         rate = [(name.encode(), value.encode()) for name, value in admission.headers.items()]
         if admission.denied is not None:
+            self.record.denied = admission.denied
+            self.record.denied_level = admission.level
             raise _limit_refusal(admission, rate)
         self.ticket = admission.ticket
         self.headers.extend(rate)
@@ -232,16 +236,19 @@ class _Call:
     ) -> tuple[Any, DeploymentInfo]:
         """Call the upstream through the router; refusals and failures become :class:`ProxyError`."""
         model = self.record.model or ""
+        began = time.perf_counter()
         try:
             outcome = await self.gateway.router.call(
                 self.gateway.catalog, self.principal, model, invoke, self.entry
             )
         except RouteFailure as failure:
+            self.record.upstream_ms += (time.perf_counter() - began) * 1000
             self._deployment(failure.deployment)
             self.record.attempts = failure.attempts
             raise _upstream_failure(failure) from None
         except (ModelNotFound, ModelDenied, NoDeployment) as exc:
             raise _refusal(exc, model) from None
+        self.record.upstream_ms += (time.perf_counter() - began) * 1000
         self._deployment(outcome.deployment)
         self.record.attempts = outcome.attempts
         return outcome.result, outcome.deployment
@@ -319,12 +326,12 @@ class ProxyApp:
 
     def __init__(self, gateway_of: Callable[[], Gateway]) -> None:
         self._gateway_of = gateway_of
-        self._routes: dict[tuple[str, str], Callable[[_Call], Awaitable[None]]] = {
-            ("POST", "/chat/completions"): self._chat,
-            ("POST", "/completions"): self._completions,
-            ("POST", "/embeddings"): self._embeddings,
-            ("GET", "/models"): self._models,
-            ("GET", "/me/usage"): self._me_usage,
+        self._routes: dict[tuple[str, str], tuple[Callable[[_Call], Awaitable[None]], str]] = {
+            ("POST", "/chat/completions"): (self._chat, "chat.completions"),
+            ("POST", "/completions"): (self._completions, "completions"),
+            ("POST", "/embeddings"): (self._embeddings, "embeddings"),
+            ("GET", "/models"): (self._models, "models"),
+            ("GET", "/me/usage"): (self._me_usage, "me.usage"),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -334,19 +341,27 @@ class ProxyApp:
         if path.startswith("/v1/"):
             path = path[3:]
         path = path.rstrip("/") or "/"
-        handler = self._routes.get((scope["method"], path))
+        route = self._routes.get((scope["method"], path))
         key, rid, client_ip = _headers(scope)
         request_id = rid or os.urandom(16).hex()
         headers = [(b"x-request-id", request_id.encode())]
-        if handler is None:
+        if route is None:
             known = {p for _, p in self._routes}
             status, message = (
                 (405, "method not allowed") if path in known else (404, f"unknown endpoint /v1{path}")
             )
             await _send_json(send, status, error_body(message, "invalid_request_error"), headers)
             return
+        handler, endpoint = route
+        REQUEST_ID.set(request_id)
         gateway = self._gateway_of()
-        record = CallRecord(request_id=request_id, created_at=utcnow(), status_code=200, client_ip=client_ip)
+        record = CallRecord(
+            request_id=request_id,
+            created_at=utcnow(),
+            status_code=200,
+            client_ip=client_ip,
+            endpoint=endpoint,
+        )
         started = time.perf_counter()
         call: _Call | None = None
         cut: asyncio.CancelledError | None = None
@@ -407,7 +422,6 @@ class ProxyApp:
         await _plain(call, await call.body(("model", "input")), "embeddings", lambda a: a.embeddings)
 
     async def _models(self, call: _Call) -> None:
-        call.record.endpoint = "models"
         principal = call.principal
         data = []
         for name, entry in sorted(call.gateway.catalog.models.items()):
@@ -417,7 +431,6 @@ class ProxyApp:
         await _send_json(call.send, 200, msgspec.json.encode({"object": "list", "data": data}), call.headers)
 
     async def _me_usage(self, call: _Call) -> None:
-        call.record.endpoint = "me.usage"
         try:
             report = await usage_report(call.gateway, call.principal)
         except LimiterUnavailable:
@@ -427,12 +440,22 @@ class ProxyApp:
         await _send_json(call.send, 200, msgspec.json.encode(report), call.headers)
 
 
+def _request_payload(body: dict[str, Any]) -> Any:
+    """What of a request the payload log keeps: the messages, prompt or input (redacted later)."""
+    for name in ("messages", "prompt", "input"):
+        if name in body:
+            return body[name]
+    return None
+
+
 def _attribute(record: CallRecord, principal: Principal) -> None:
     record.budgeted = bool(principal.plan.budgets)
     record.api_key_id = principal.key_id
     record.key_prefix = principal.key_prefix
     record.tenant_id = principal.tenant_id
     record.user_id = principal.user_id
+    record.tenant_slug = principal.tenant_slug
+    record.client_id = principal.client_id
 
 
 async def _authenticate(gateway: Gateway, key: str | None, record: CallRecord) -> Principal:
@@ -462,7 +485,6 @@ async def _authenticate(gateway: Gateway, key: str | None, record: CallRecord) -
 
 async def _plain(call: _Call, body: dict[str, Any], endpoint: str, method: Method) -> None:
     """A non-streaming call, with the completion cache when the caller has it enabled."""
-    call.record.endpoint = endpoint
     gateway, principal = call.gateway, call.principal
     model = body["model"]
     cache_key = None
@@ -472,13 +494,19 @@ async def _plain(call: _Call, body: dict[str, Any], endpoint: str, method: Metho
         except (ModelNotFound, ModelDenied) as exc:
             raise _refusal(exc, model) from None
         cache_key = gateway.cache.key(f"{endpoint}:{principal.tenant_id or principal.key_id}", body)
+        call.record.cache_checked = True
         cached = await gateway.cache.get(cache_key)
         if cached is not None:
             call.record.cached = True
             call.record.latency_ms = call.elapsed_ms()
             hit = [*call.headers, (b"x-portal-cache", b"hit"), (b"x-portal-cost", b"0")]
+            if principal.log_prompts:
+                call.record.prompt_payload = _request_payload(body)
+                call.record.response_payload = cached
             await _send_json(call.send, 200, cached, hit)
             return
+    if principal.log_prompts:
+        call.record.prompt_payload = _request_payload(body)
     await call.admit(body, completion=endpoint != "embeddings")
     result, deployment = await call.route(lambda a, c, d: method(a)(c, d.target, body))
     usage = result.usage or Usage(
@@ -487,6 +515,8 @@ async def _plain(call: _Call, body: dict[str, Any], endpoint: str, method: Metho
         estimated=True,
     )
     cost = call.bill(deployment, usage)
+    if principal.log_prompts and endpoint != "embeddings":
+        call.record.response_payload = result.body
     headers = [*call.headers, (b"x-portal-cost", str(cost).encode())]
     if cache_key is not None:
         headers.append((b"x-portal-cache", b"miss"))
@@ -497,8 +527,11 @@ async def _plain(call: _Call, body: dict[str, Any], endpoint: str, method: Metho
 
 async def _stream(call: _Call, body: dict[str, Any]) -> None:
     """A streaming chat call: relayed frame by frame, billed however it ends."""
-    call.record.endpoint = "chat.completions"
     call.record.stream = True
+    frames: list[bytes] | None = None
+    if call.principal.log_prompts:
+        call.record.prompt_payload = _request_payload(body)
+        frames = call.record.response_payload = []
     await call.admit(body)
     stream, deployment = await call.route(lambda a, c, d: a.stream_chat(c, d.target, body))
     assert isinstance(stream, ProviderStream)
@@ -515,10 +548,12 @@ async def _stream(call: _Call, body: dict[str, Any]) -> None:
         }
     )
     cut: asyncio.CancelledError | None = None
+    relayed = time.perf_counter()
     try:
-        outcome = await _pump(stream, call.send, call.receive, call.record, call.started)
+        outcome = await _pump(stream, call.send, call.receive, call.record, call.started, frames)
     except asyncio.CancelledError as exc:  # cut by the shutdown: bill what was delivered, then stop
         outcome, cut = "cut", exc
+    call.record.upstream_ms += (time.perf_counter() - relayed) * 1000
     usage = stream.usage
     if outcome != "done" or usage is None or (usage.completion_tokens == 0 and stream.delivered_chars > 0):
         prompt = (
@@ -533,9 +568,16 @@ async def _stream(call: _Call, body: dict[str, Any]) -> None:
 
 
 async def _pump(
-    stream: ProviderStream, send: Send, client_receive: Receive, record: CallRecord, started: float
+    stream: ProviderStream,
+    send: Send,
+    client_receive: Receive,
+    record: CallRecord,
+    started: float,
+    frames: list[bytes] | None = None,
 ) -> str:
-    """Relay the stream to the client; returns ``done``, ``disconnected`` or ``upstream_error``."""
+    """Relay the stream to the client; returns ``done``, ``disconnected`` or ``upstream_error``.
+
+    ``frames`` (when the tenant stores payloads) collects the relayed frames, up to a size cap."""
 
     async def relay() -> str:
         first = True
@@ -544,6 +586,8 @@ async def _pump(
                 if first:
                     record.ttft_ms = (time.perf_counter() - started) * 1000
                     first = False
+                if frames is not None and len(frames) < _MAX_CAPTURED_FRAMES:
+                    frames.append(frame)
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
         except UpstreamError as error:
             record.status_code = 502 if error.status < 400 or error.status >= 500 else error.status

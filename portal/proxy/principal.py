@@ -79,6 +79,8 @@ class Principal:
     limits: dict[str, LimitSet] = field(default_factory=dict)
     metadata: dict[str, object] = field(default_factory=dict)
     plan: LimitPlan = field(default_factory=LimitPlan)
+    client_id: str = ""
+    """The key's alias, else its display prefix: how metrics and the access log name the client."""
 
     def usable(self, now: float) -> bool:
         """Active and not expired (a rotated key stays usable until the end of its grace period)."""
@@ -157,6 +159,7 @@ async def load_principal(session: AsyncSession, key_hash: str) -> Principal | No
         limits=limits,
         metadata=dict(key.metadata_ or {}),
         plan=build_plan(budgets, rates),
+        client_id=key.alias or key.key_prefix,
     )
 
 

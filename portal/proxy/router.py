@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from portal.catalog.registry import Catalog, DeploymentInfo, ModelEntry
+from portal.ops.metrics import upstream_error
 from portal.proxy.principal import Principal
 from portal.proxy.providers import get_adapter
 from portal.proxy.providers.base import ProviderAdapter, UpstreamClient, UpstreamError
@@ -180,6 +181,7 @@ class Router:
                 try:
                     result = await invoke(adapter, self.client, deployment)
                 except UpstreamError as error:
+                    upstream_error(deployment.provider, deployment.model_name, error.status, error.message)
                     if not error.retryable:
                         raise RouteFailure(error, attempts, deployment) from error
                     last = (error, deployment)

@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 __all__ = ["CallRecord"]
 
@@ -40,6 +41,19 @@ class CallRecord:
     client_ip: str | None = None
     budgeted: bool = False
     """Whether any level of the caller has a budget (only then is ``budgets.used`` updated)."""
+    tenant_slug: str | None = None
+    client_id: str | None = None
+    """The key's alias, else its display prefix (the metrics' and access log's client label)."""
+    upstream_ms: float = 0.0
+    """Time spent waiting on the upstream (the rest of ``latency_ms`` is the gateway's overhead)."""
+    denied: str | None = None
+    """The limit that refused the call (``rpm``, ``tpm``, ``parallel``, ``budget``, ``quota``)."""
+    denied_level: str | None = None
+    cache_checked: bool = False
+    prompt_payload: Any = None
+    """The request's messages/prompt/input when the tenant stores payloads; redacted by the writer."""
+    response_payload: Any = None
+    """The upstream's answer (JSON bytes, or a list of SSE frames) when the tenant stores payloads."""
 
     @property
     def is_error(self) -> bool:

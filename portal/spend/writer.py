@@ -6,6 +6,10 @@ batch: the request-log rows, an atomic increment of each ``spend_daily`` bucket 
 increments of ``spend_total`` on the tenants, users and keys involved (plus their ``last_used_at``).
 Increments, not read-modify-write, so any number of instances can write at once and totals stay exact.
 A failed batch is kept and retried; :meth:`close` flushes everything (graceful shutdown).
+
+Taps: callables given every newly submitted record once, in the same loop but before (and whatever
+the outcome of) the database write; metrics and the access log are taps, so they cost the request
+path nothing. Payloads (tenants that store prompts) are redacted here, never on the request path.
 """
 
 from __future__ import annotations
@@ -30,12 +34,15 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal.db.models import ApiKey, RequestLog, SpendDaily, Tenant, User
+from portal.ops.metrics import WRITER_FLUSH_ERRORS, WRITER_FLUSHES, WRITER_QUEUE
+from portal.spend.payloads import PayloadFormatter
 from portal.spend.records import CallRecord
 
 __all__ = ["SpendWriter"]
 
 log = logging.getLogger(__name__)
 BatchHook = Callable[[AsyncSession, list[CallRecord]], Any]
+Tap = Callable[[list[CallRecord]], None]
 
 
 def bucket_of(record: CallRecord) -> str:
@@ -68,6 +75,10 @@ class _Rollup:
     latency_ms_sum: float = 0.0
 
 
+def _has_payload(r: CallRecord) -> bool:
+    return r.prompt_payload is not None or r.response_payload is not None
+
+
 def _log_row(r: CallRecord) -> dict[str, Any]:
     return {
         "request_id": r.request_id,
@@ -96,6 +107,19 @@ def _log_row(r: CallRecord) -> dict[str, Any]:
         "attempts": r.attempts,
         "client_ip": r.client_ip,
     }
+
+
+def _log_rows(batch: list[CallRecord], payloads: PayloadFormatter | None) -> list[dict[str, Any]]:
+    """The request-log rows of a batch, in order; the payload columns are bound only when a record
+    of the batch has a payload (the common case binds no empty columns)."""
+    rows = [_log_row(r) for r in batch]
+    if any(_has_payload(r) for r in batch):
+        for r, row in zip(batch, rows, strict=True):
+            prompt = response = None
+            if payloads is not None and _has_payload(r):
+                prompt, response = payloads.render(r)
+            row["prompt"], row["response"] = prompt, response
+    return rows
 
 
 def _rollups(records: Iterable[CallRecord]) -> dict[str, _Rollup]:
@@ -201,6 +225,8 @@ class SpendWriter:
         max_pending: int = 200_000,
         hooks: Iterable[BatchHook] = (),
         spill_dir: Path | None = None,
+        taps: Iterable[Tap] = (),
+        payloads: PayloadFormatter | None = None,
     ) -> None:
         self._spill_dir = spill_dir
         self._sessions = sessions
@@ -213,6 +239,9 @@ class SpendWriter:
         self._lock = asyncio.Lock()
         self._closing = False
         self.hooks = list(hooks)
+        self.taps = list(taps)
+        self.payloads = payloads
+        self._fresh: list[CallRecord] = []
         self.written = 0
         self.failures = 0
 
@@ -228,6 +257,7 @@ class SpendWriter:
     def submit(self, record: CallRecord) -> None:
         """Queue one record; never blocks, never does I/O."""
         self._pending.append(record)
+        self._fresh.append(record)
         if len(self._pending) >= self._batch_size:
             self._wake.set()
         if len(self._pending) > self._max_pending:
@@ -242,24 +272,39 @@ class SpendWriter:
                 await self.flush()
             except Exception:  # a failed batch stays queued; log and retry after a pause
                 self.failures += 1
+                WRITER_FLUSH_ERRORS.inc()
                 log.exception("spend writer: batch failed, will retry")
                 await asyncio.sleep(min(5.0, self._interval * 4))
 
+    def run_taps(self) -> None:
+        """Give every record submitted since the last call to each tap (once); update the queue gauge."""
+        fresh, self._fresh = self._fresh, []
+        if fresh:
+            for tap in self.taps:
+                try:
+                    tap(fresh)
+                except Exception:  # a broken tap must not stop the writer
+                    log.exception("spend writer: tap %r failed", tap)
+        WRITER_QUEUE.set(len(self._pending))
+
     async def flush(self) -> int:
-        """Write everything queued now; returns the number of records written."""
+        """Run the taps, then write everything queued now; returns the number of records written."""
+        self.run_taps()
         written = 0
         async with self._lock:
             while self._pending:
                 batch = self._pending[: self._batch_size]
                 await self._write(batch)
+                WRITER_FLUSHES.inc()
                 del self._pending[: len(batch)]
                 written += len(batch)
         self.written += written
+        WRITER_QUEUE.set(len(self._pending))
         return written
 
     async def _write(self, batch: list[CallRecord]) -> None:
         async with self._sessions() as session, session.begin():
-            await session.execute(insert(RequestLog), [_log_row(r) for r in batch])
+            await session.execute(insert(RequestLog), _log_rows(batch, self.payloads))
             await _upsert_rollups(session, _rollups(batch))
             await _add_spend(session, batch)
             for hook in self.hooks:
@@ -292,6 +337,9 @@ class SpendWriter:
         path = self._spill_dir / f"unwritten-spend-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.jsonl"
         with path.open("wb") as out:
             for record in self._pending:
+                if _has_payload(record):
+                    prompt, response = self.payloads.render(record) if self.payloads else (None, None)
+                    record.prompt_payload, record.response_payload = prompt, response
                 out.write(msgspec.json.encode(record) + b"\n")
         log.error("spend writer: database unavailable at shutdown; %d records saved to %s", count, path)
         self._pending.clear()

@@ -121,3 +121,26 @@ async def test_no_key_is_401_and_a_proxy_key_is_403(admin_api: AdminApi) -> None
         assert (await wrong.get("/api/tenants")).status_code == 401
     async with admin_api.client("master") as master:
         assert (await master.get("/api/tenants")).status_code == 200
+
+
+async def test_payload_logging_flag_is_set_through_patch(
+    admin_api: AdminApi, admin: httpx.AsyncClient
+) -> None:
+    name = slug()
+    created = await admin.post("/api/tenants", json={"slug": name})
+    assert created.json()["log_prompts"] is False
+    changed = await admin.patch(f"/api/tenants/{name}", json={"log_prompts": True})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["log_prompts"] is True
+    async with admin_api.sessions() as session:
+        event = (
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.target_id == created.json()["id"], AuditEvent.action == "tenant.updated")
+                .order_by(AuditEvent.id)
+            )
+        ).one()
+    assert event.before is not None
+    assert event.before["log_prompts"] is False
+    assert event.after is not None
+    assert event.after["log_prompts"] is True

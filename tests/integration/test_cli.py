@@ -99,8 +99,16 @@ async def test_migrate_then_demo_is_idempotent(backend: str, tmp_path: Path) -> 
 
 @pytest.mark.usefixtures("clean_env")
 def test_config_check_redacts_secrets(database_url: str) -> None:
-    code, out, _ = run(database_url, "config", "check", PORTAL_MASTER_KEY="sk-master-very-secret-value")
+    code, out, _ = run(
+        database_url,
+        "config",
+        "check",
+        PORTAL_MASTER_KEY="sk-master-very-secret-value",
+        PORTAL_METRICS_TOKEN="metrics-token-very-secret",
+    )
     assert code == 0
     assert "sk-master-very-secret-value" not in out
+    assert "metrics-token-very-secret" not in out
     assert TEST_SECRET not in out
     assert '"master_key": "<redacted>"' in out
+    assert '"metrics_token": "<redacted>"' in out

@@ -481,3 +481,19 @@ async def test_tenant_table_lists_every_page(
     async with sessions() as session:
         count = len((await session.scalars(select(Tenant).where(Tenant.slug.like(f"pg-{marker}-%")))).all())
     assert count == 3
+
+
+async def test_tenant_payload_logging_flag(
+    database_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    slug = name("payloads")
+    created = await cli(database_url, "tenants", "create", slug, "--json")
+    assert created.json()["log_prompts"] is False
+    on = await cli(database_url, "tenants", "update", slug, "--log-payloads", "--json")
+    assert on.code == 0, on.err
+    assert on.json()["log_prompts"] is True
+    off = await cli(database_url, "tenants", "update", slug, "--no-log-prompts", "--json")
+    assert off.json()["log_prompts"] is False
+    trail = await events(sessions, created.json()["id"])
+    assert [(e.before or {}).get("log_prompts") for e in trail[1:]] == [False, True]
+    assert [(e.after or {}).get("log_prompts") for e in trail[1:]] == [True, False]
