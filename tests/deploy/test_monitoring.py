@@ -13,14 +13,30 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "portal.json"
 
+
 # The gateway's metrics (name -> kind). Histograms are queried through their _bucket/_sum/_count series.
-EXPORTED_METRICS = {
+def _exported_metrics() -> dict[str, str]:
+    """Every metric portal exports, by exposition name, read from the real registry."""
+    import portal.ops.metrics  # noqa: F401  (defines the metrics)
+
+    found = {
+        family.name + ("_total" if family.type == "counter" else ""): family.type
+        for family in REGISTRY.collect()
+        if family.name.startswith("portal_")
+    }
+    found["portal_budget_remaining"] = "gauge"  # collected per scrape from the database
+    return found
+
+
+EXPORTED_METRICS = _exported_metrics()
+CONTRACT = {  # the names the dashboard and the alert rules were written against
     "portal_requests_total": "counter",
     "portal_request_duration_seconds": "histogram",
     "portal_time_to_first_token_seconds": "histogram",
@@ -197,3 +213,8 @@ def test_grafana_provisioning_matches_the_dashboard_and_compose() -> None:
     grafana = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["grafana"]
     assert f"./grafana/dashboards:{path}:ro" in grafana["volumes"]
     assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+
+
+def test_the_registry_exports_every_metric_of_the_contract() -> None:
+    missing = {name: kind for name, kind in CONTRACT.items() if EXPORTED_METRICS.get(name) != kind}
+    assert missing == {}
