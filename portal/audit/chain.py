@@ -8,8 +8,8 @@ Every audit event carries ``seq`` (1, 2, 3, ... with no gap), ``prev_hash`` (the
         of {"seq", "id", "created_at", "actor_type", "actor_id", "actor_label", "action", "target_type",
             "target_id", "tenant_id", "before", "after", "ip", "request_id", "prev_hash"}
 
-``created_at`` is written as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC, whole seconds; :func:`portal.audit.record`
-stores whole seconds, so every database returns exactly what was hashed), ``tenant_id`` as a UUID
+``created_at`` is written as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC, microseconds: every backend stores
+them exactly, MariaDB as ``DATETIME(6)``), ``tenant_id`` as a UUID
 string, ``before``/``after`` as the stored JSON objects (or ``null``).
 
 Sealing happens when the event's transaction commits (a ``before_commit`` hook), not when it is
@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from portal.db.models import CHAIN_HEAD_ID, AuditChainHead, AuditEvent
 
-__all__ = ["GENESIS", "canonical", "canonical_fields", "event_hash", "lock_head", "track", "whole_seconds"]
+__all__ = ["GENESIS", "canonical", "canonical_fields", "event_hash", "lock_head", "track"]
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of the first event ever recorded."""
@@ -42,13 +42,8 @@ GENESIS = "0" * 64
 _PENDING = "portal.audit.unsealed"
 
 
-def whole_seconds(moment: dt.datetime) -> dt.datetime:
-    """``moment`` in UTC without its fraction of a second (what every backend stores exactly)."""
-    return moment.astimezone(dt.UTC).replace(microsecond=0)
-
-
 def _timestamp(moment: dt.datetime) -> str:
-    return whole_seconds(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def canonical_fields(event: AuditEvent) -> dict[str, Any]:

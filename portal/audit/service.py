@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portal.audit.chain import track, whole_seconds
+from portal.audit.chain import track
 from portal.db.models import AuditEvent
 from portal.timeutil import utcnow
 
@@ -87,7 +87,7 @@ async def record(
     """Add an audit event (e.g. ``key.revoked``) to ``session``; it commits with the caller's change
     (``seq``, ``prev_hash`` and ``hash`` are set at that commit)."""
     event = AuditEvent(
-        created_at=whole_seconds(utcnow()),
+        created_at=utcnow(),
         actor_type=actor.type,
         actor_id=actor.id,
         actor_label=actor.label,

@@ -166,7 +166,14 @@ class LiteLLM:
         return found
 
     async def events(self, action: str, target_id: object) -> list[AuditEvent]:
-        return await self.all(AuditEvent, AuditEvent.action == action, AuditEvent.target_id == str(target_id))
+        """The events of ``action`` on ``target_id``, in the order they were recorded (chain order)."""
+        async with self.sessions() as session:
+            query = (
+                select(AuditEvent)
+                .where(AuditEvent.action == action, AuditEvent.target_id == str(target_id))
+                .order_by(AuditEvent.seq)
+            )
+            return list((await session.scalars(query)).all())
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,11 @@ class Boom(Exception):
 async def _events_for(sessions: async_sessionmaker[AsyncSession], target_id: str) -> list[AuditEvent]:
     async with sessions() as session:
         return list(
-            (await session.scalars(select(AuditEvent).where(AuditEvent.target_id == target_id))).all()
+            (
+                await session.scalars(
+                    select(AuditEvent).where(AuditEvent.target_id == target_id).order_by(AuditEvent.seq)
+                )
+            ).all()
         )
 
 

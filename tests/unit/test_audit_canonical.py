@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import uuid
 
-from portal.audit.chain import GENESIS, canonical, event_hash, whole_seconds
+from portal.audit.chain import GENESIS, canonical, event_hash
 from portal.db.models import AuditEvent
 
 
@@ -34,7 +34,7 @@ def test_canonical_form_is_sorted_compact_utf8_json() -> None:
     expected = (
         '{"action":"key.revoked","actor_id":"u-1","actor_label":"Zoë","actor_type":"user",'
         '"after":{"status":"revoked"},"before":{"b":[1,2.5],"status":"active"},'
-        '"created_at":"2026-12-07T12:00:05Z","id":7,"ip":null,'
+        '"created_at":"2026-12-07T12:00:05.999999Z","id":7,"ip":null,'
         f'"prev_hash":"{GENESIS}","request_id":"r-1","seq":3,"target_id":"k-1","target_type":"key",'
         '"tenant_id":"00000000-0000-0000-0000-00000000000a"}'
     )
@@ -56,6 +56,9 @@ def test_every_hashed_field_changes_the_hash() -> None:
         assert event_hash(changed) != base, name
 
 
-def test_times_are_whole_utc_seconds() -> None:
-    moment = dt.datetime(2026, 1, 1, 13, 0, 0, 700000, tzinfo=dt.timezone(dt.timedelta(hours=1)))
-    assert whole_seconds(moment) == dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+def test_times_are_utc_to_the_microsecond() -> None:
+    event = example()
+    event.created_at = dt.datetime(2026, 12, 7, 13, 0, 5, 999999, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert canonical(event) == canonical(example())
+    event.created_at = dt.datetime(2026, 12, 7, 12, 0, 5, 999998, tzinfo=dt.UTC)
+    assert event_hash(event) != event_hash(example())
