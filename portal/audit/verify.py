@@ -27,9 +27,6 @@ from portal.db.models import CHAIN_HEAD_ID, AuditChainHead, AuditEvent
 __all__ = ["PRUNED_ACTION", "ChainBreak", "ChainReport", "verify_chain"]
 
 PRUNED_ACTION = "audit.pruned"
-_ATTEMPTS = 5
-
-
 @dataclass(frozen=True, slots=True)
 class ChainBreak:
     """The first broken link: the event where the chain breaks and what does not match."""
@@ -165,13 +162,19 @@ async def _walk(session: AsyncSession, head: tuple[int, str]) -> ChainReport:
 
 
 async def verify_chain(sessions: async_sessionmaker[AsyncSession]) -> ChainReport:
-    """Walk the whole audit chain and report whether it is intact (or where it first breaks)."""
-    report: ChainReport | None = None
-    for _ in range(_ATTEMPTS):
-        async with sessions() as session, session.begin():
-            head = await _head(session)
-            report = await _walk(session, head)
-            if await _head(session) == head:
-                return report
-    assert report is not None
-    return report
+    """Walk the whole audit chain and report whether it is intact (or where it first breaks).
+
+    The head and every event are read from one snapshot of the database, so changes and pruning
+    committed during the walk can neither break it nor be half seen."""
+    async with sessions() as session, session.begin():
+        await _snapshot(session)
+        return await _walk(session, await _head(session))
+
+
+async def _snapshot(session: AsyncSession) -> None:
+    """Make every read of ``session``'s transaction see one snapshot (called before any read)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":  # pysqlite opens no transaction for reads: each SELECT saw its own state
+        await (await session.connection()).exec_driver_sql("BEGIN")
+    else:
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})

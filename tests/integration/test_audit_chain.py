@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal import audit
 from portal.audit.chain import GENESIS, event_hash
-from portal.audit.verify import verify_chain
+from portal.audit.verify import _head, _snapshot, _walk, verify_chain
 from portal.db.engine import create_engine, create_session_factory
 from portal.db.migrate import upgrade_async
 from portal.db.models import AdminRole, AuditChainHead, AuditEvent
@@ -164,6 +164,22 @@ async def test_event_written_outside_the_chain_is_found(fresh: FreshDb) -> None:
     report = await verify_chain(fresh.sessions)
     assert report.broken is not None
     assert (report.broken.event_id, report.broken.seq) == (inserted, None)
+
+
+async def test_a_change_committed_during_the_walk_does_not_break_it(fresh: FreshDb) -> None:
+    """Regression: the walk read the head and the events in separate snapshots, so a change committed
+    in between made an intact chain look cut ("events were removed from the end")."""
+    await mixed_changes(fresh.sessions)
+    async with fresh.sessions() as session, session.begin():
+        tenant = await create_tenant(session, ACTOR, slug=f"t-{uuid.uuid4().hex[:8]}")
+    async with fresh.sessions() as reader, reader.begin():
+        await _snapshot(reader)
+        head = await _head(reader)
+        async with fresh.sessions() as writer, writer.begin():
+            await update_tenant(writer, ACTOR, await writer.merge(tenant), {"description": "meanwhile"})
+        report = await _walk(reader, head)
+    assert report.ok, report.broken
+    assert (await verify_chain(fresh.sessions)).events == report.events + 1
 
 
 async def test_empty_chain_is_intact(fresh: FreshDb) -> None:
