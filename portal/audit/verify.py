@@ -27,6 +27,8 @@ from portal.db.models import CHAIN_HEAD_ID, AuditChainHead, AuditEvent
 __all__ = ["PRUNED_ACTION", "ChainBreak", "ChainReport", "verify_chain"]
 
 PRUNED_ACTION = "audit.pruned"
+
+
 @dataclass(frozen=True, slots=True)
 class ChainBreak:
     """The first broken link: the event where the chain breaks and what does not match."""
