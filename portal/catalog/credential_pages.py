@@ -27,8 +27,8 @@ from portal.catalog import credentials as service
 from portal.db.models import Credential, Provider
 from portal.errors import DomainError, NotFoundError, ValidationFailedError
 from portal.proxy.gateway import Gateway
-from portal.web.forms import refused
-from portal.web.pages import Answer, flash, page_caller, redirect, render
+from portal.web.forms import form_page
+from portal.web.pages import Answer, flash, page_caller, redirect
 
 __all__ = ["PAGES"]
 
@@ -89,14 +89,13 @@ async def _list(
         "fields": {},
         **(problem or {}),
     }
-    if problem is None:
-        return await render(request, "catalog/credentials.html", context)
-    return await refused(
+    return await form_page(
         request,
         "catalog/credentials.html",
         context,
         fragment="catalog/_credential_form.html",
         target="#credential-form",
+        is_refused=problem is not None,
         status_code=status_code,
     )
 
@@ -138,14 +137,13 @@ async def _secret_page(
         "fields": {},
         **(problem or {}),
     }
-    if problem is None:
-        return await render(request, "catalog/credential_secret.html", context)
-    return await refused(
+    return await form_page(
         request,
         "catalog/credential_secret.html",
         context,
         fragment="catalog/_credential_secret_form.html",
         target="#credential-secret-form",
+        is_refused=problem is not None,
         status_code=status_code,
     )
 
@@ -187,14 +185,13 @@ async def _delete_page(
         "error": None,
         **(problem or {}),
     }
-    if problem is None:
-        return await render(request, "catalog/credential_delete.html", context)
-    return await refused(
+    return await form_page(
         request,
         "catalog/credential_delete.html",
         context,
         fragment="catalog/_credential_delete_form.html",
         target="#credential-delete-form",
+        is_refused=problem is not None,
         status_code=status_code,
     )
 

@@ -41,7 +41,7 @@ from portal.spend.queries import call_stats, spend_report
 from portal.state import AppResources
 from portal.tenants.service import get_tenant, list_tenants
 from portal.timeutil import utcnow
-from portal.web.forms import refused
+from portal.web.forms import form_page, refused
 from portal.web.pages import Answer, flash, is_htmx, page_caller, redirect, render, signed_in
 
 __all__ = ["PAGES"]
@@ -278,14 +278,13 @@ async def _new_form(
         "staff": person.staff_role is not None,
         "limit_labels": _LIMIT_LABELS,
     }
-    if error is None:
-        return await render(request, "keys/new.html", context)
-    return await refused(
+    return await form_page(
         request,
         "keys/new.html",
         context,
         fragment="keys/_new_form.html",
         target="#key-new-form",
+        is_refused=error is not None,
         status_code=status_code,
     )
 

@@ -23,7 +23,7 @@ from litestar.response import Template
 
 from portal.web.pages import is_htmx, render
 
-__all__ = ["FLASHES_TARGET", "error_toast", "refused"]
+__all__ = ["FLASHES_TARGET", "error_toast", "form_page", "refused"]
 
 FLASHES_TARGET = "#flashes"
 
@@ -43,6 +43,24 @@ async def refused(
     if is_htmx(request):
         response.headers.update({"HX-Retarget": target, "HX-Reswap": "outerHTML"})
     return response
+
+
+async def form_page(
+    request: Request[Any, Any, Any],
+    template: str,
+    context: dict[str, Any],
+    *,
+    fragment: str,
+    target: str,
+    is_refused: bool,
+    status_code: int = 422,
+) -> Template:
+    """A form's page: the whole ``template``, or when ``is_refused`` the refused form (:func:`refused`)."""
+    if not is_refused:
+        return await render(request, template, context)
+    return await refused(
+        request, template, context, fragment=fragment, target=target, status_code=status_code
+    )
 
 
 def error_toast(message: str, status_code: int, *, title: str = "Error") -> Template:
